@@ -1,0 +1,600 @@
+//! The resumable request parser: bytes from a client's read buffer in, [`Request`]s out.
+//!
+//! This module owns the client-to-server half of RESP as Redis reads it
+//! (`processInputBuffer`, `processMultibulkBuffer` and `processInlineBuffer` in Redis
+//! `src/networking.c`):
+//!
+//! - A request whose first byte is `*` is a multibulk: `*<count>\r\n` then `count`
+//!   bulks `$<len>\r\n<payload>\r\n`. A count of zero or below is skipped silently.
+//! - Anything else is an inline request: one line, ended by `\n` with an optional `\r`
+//!   before it, split like a shell line by Redis `sdssplitargs` (see the private
+//!   `inline` module). A line with no words is skipped silently.
+//! - Lengths are read like Redis `string2ll`: an optional `-`, then `0` alone or a digit
+//!   `1`-`9` followed by digits, nothing else (no `+`, no spaces, no leading zeros).
+//! - The limits of [`Limits`] apply, and the fixed pre-authentication ones
+//!   ([`UNAUTHENTICATED_MAX_MULTIBULK_LEN`], [`UNAUTHENTICATED_MAX_BULK_BYTES`]) while
+//!   the caller says the client has not authenticated.
+//!
+//! The parser never copies a multibulk argument: it keeps offsets into the buffer and,
+//! once the request is complete, splits exactly its bytes off with
+//! `split_to(n).freeze()` and hands out [`Bytes::slice`]s of them. Inline arguments are
+//! slices too unless quoting or escapes changed their bytes. Between calls it keeps what
+//! it has already parsed, so a large bulk arriving in many reads is not rescanned: while
+//! it waits for a payload a call costs one length comparison.
+//!
+//! It must not: panic on any input, allocate in proportion to a *declared* (rather than
+//! received) size, or know about sockets, commands or authentication rules. The caller
+//! decides what "authenticated" means: pass `true` when no password is configured, as
+//! Redis's `authRequired()` is false then.
+//!
+//! # Where Herald differs from Redis
+//! - Redis never looks at the two bytes after a bulk payload; Herald requires `\r\n`
+//!   there and otherwise fails with `Protocol error: expected '\r\n' after bulk payload`,
+//!   so that a client that miscounts a length gets an error instead of a desynchronised
+//!   stream.
+//! - Redis 7 finds line ends with `strchr`, which stops at a NUL byte, so a NUL before
+//!   the line end makes it wait for more input until the line-length limit trips.
+//!   Herald searches the bytes themselves (as Valkey does with `memchr`); inside an
+//!   inline line a NUL still ends the words, as in `sdssplitargs`.
+//!
+//! Redis quirks kept on purpose: only the `\r` of a header line is looked for, the byte
+//! after it is skipped unchecked (`*1\rX$4\r\nPING\r\n` is a valid request); and the
+//! "too big" errors count what is buffered when no line end is, so a line longer than
+//! the limit passes if its end arrived in the same read.
+
+use std::ops::Range;
+
+use bytes::{Buf, Bytes, BytesMut};
+
+use crate::limits::{Limits, UNAUTHENTICATED_MAX_BULK_BYTES, UNAUTHENTICATED_MAX_MULTIBULK_LEN};
+
+mod inline;
+
+/// Most argument slots reserved up front for a multibulk. A header may declare up to
+/// `i32::MAX` arguments; reserving that before the bytes arrive would let one line
+/// allocate gigabytes. Redis caps its `argv` the same way (`min(multibulklen, 1024)`).
+const ARGS_PREALLOC_MAX: usize = 1024;
+
+/// Longest text `string2ll` accepts, in bytes: `-9223372036854775808` (Redis checks
+/// `slen >= LONG_STR_SIZE`, 21). Longer text is rejected without reading it.
+const INTEGER_TEXT_MAX_BYTES: usize = 20;
+
+/// One client request: the command name and its arguments, zero-copy slices of the read
+/// buffer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Request {
+    /// Never empty: requests without words are skipped by the parser.
+    args: Vec<Bytes>,
+}
+
+impl Request {
+    /// The command name followed by its arguments, exactly as the client sent them.
+    pub fn args(&self) -> &[Bytes] {
+        &self.args
+    }
+
+    /// Takes the arguments, the command name first.
+    pub fn into_args(self) -> Vec<Bytes> {
+        self.args
+    }
+
+    /// The command name (the first argument), in the client's case.
+    pub fn name(&self) -> &[u8] {
+        self.args.first().map_or(&[], |name| name.as_ref())
+    }
+
+    /// The number of arguments, the command name included (at least 1).
+    pub fn len(&self) -> usize {
+        self.args.len()
+    }
+
+    /// Always `false`: the parser never yields a request without a command name.
+    pub fn is_empty(&self) -> bool {
+        self.args.is_empty()
+    }
+}
+
+/// A request that breaks the protocol. Redis replies `-ERR <Display>` and closes the
+/// connection; the `Display` text is Redis's, `Protocol error: ` prefix included.
+#[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
+pub enum ProtocolError {
+    /// An inline line grew past the inline limit without a `\n`.
+    #[error("Protocol error: too big inline request")]
+    TooBigInlineRequest,
+    /// An inline line has an unterminated quote, or a closing quote followed by
+    /// something other than a space.
+    #[error("Protocol error: unbalanced quotes in request")]
+    UnbalancedQuotes,
+    /// A multibulk count line grew past the inline limit without a `\r`.
+    #[error("Protocol error: too big mbulk count string")]
+    TooBigMultibulkCount,
+    /// The multibulk count is not an integer or exceeds the maximum.
+    #[error("Protocol error: invalid multibulk length")]
+    InvalidMultibulkLength,
+    /// The multibulk count exceeds the pre-authentication maximum.
+    #[error("Protocol error: unauthenticated multibulk length")]
+    UnauthenticatedMultibulkLength,
+    /// A multibulk element does not start with `$`; holds the byte found instead.
+    #[error("{}", expected_dollar_message(*.0))]
+    ExpectedDollar(u8),
+    /// A bulk length line grew past the inline limit without a `\r`.
+    #[error("Protocol error: too big bulk count string")]
+    TooBigBulkCount,
+    /// The bulk length is not an integer, is negative or exceeds `proto-max-bulk-len`.
+    #[error("Protocol error: invalid bulk length")]
+    InvalidBulkLength,
+    /// The bulk length exceeds the pre-authentication maximum.
+    #[error("Protocol error: unauthenticated bulk length")]
+    UnauthenticatedBulkLength,
+    /// The two bytes after a bulk payload are not `\r\n` (Herald only; see the module
+    /// docs).
+    #[error("Protocol error: expected '\\r\\n' after bulk payload")]
+    MissingBulkCrlf,
+}
+
+/// Redis formats the byte with `%c`, then turns `\r` and `\n` into spaces so the error
+/// stays one line. A byte above 0x7f is sent raw by Redis; a `String` cannot hold it,
+/// so it becomes the Latin-1 character of the same value.
+fn expected_dollar_message(byte: u8) -> String {
+    let shown = match byte {
+        b'\r' | b'\n' => ' ',
+        other => char::from(other),
+    };
+    format!("Protocol error: expected '$', got '{shown}'")
+}
+
+/// Parses requests out of one connection's read buffer, keeping its place between calls.
+///
+/// Contract: between calls the caller only appends to the buffer (or leaves it alone),
+/// and after an error it closes the connection, as Redis does. The parser then starts
+/// afresh, and the buffer still holds the bad request.
+#[derive(Default, Debug)]
+pub struct RequestParser {
+    state: State,
+    scan: LineScan,
+    /// The buffer length at the end of the last call, for [`Self::pending_bulk_hint`].
+    buffered: usize,
+}
+
+/// Where the parser stands in the request at the front of the buffer. Offsets count from
+/// the start of the buffer, which is the start of that request: nothing is consumed
+/// until the request is complete.
+#[derive(Default, Debug)]
+enum State {
+    /// Nothing of the next request has been looked at.
+    #[default]
+    Idle,
+    /// Waiting for the `\n` that ends an inline line.
+    Inline,
+    /// Waiting for the `\r` that ends the `*<count>` line.
+    MultibulkCount,
+    /// Reading the bulks of a multibulk.
+    Bulks(Multibulk),
+}
+
+/// A multibulk whose count is known.
+#[derive(Debug)]
+struct Multibulk {
+    /// Bulks still to read.
+    remaining: usize,
+    /// Offset of the first byte not parsed yet.
+    pos: usize,
+    /// Once the `$<len>` line of the next bulk is parsed: its payload length (the payload
+    /// starts at `pos`).
+    bulk_len: Option<usize>,
+    /// The payloads read so far.
+    args: Vec<Range<usize>>,
+}
+
+/// Searching for a line end without reading any byte twice.
+#[derive(Default, Debug)]
+struct LineScan {
+    /// Everything before this offset has been searched for the awaited line end and
+    /// holds none (or the awaited `\r` is here and its next byte has not arrived).
+    searched: usize,
+    /// Bytes examined by searches over the parser's life; tests check it stays small.
+    #[cfg(test)]
+    bytes_examined: usize,
+}
+
+impl LineScan {
+    /// The offset of the first `byte` at or after `from`; on a miss, remembers that the
+    /// whole buffer has been searched.
+    fn find(&mut self, buf: &[u8], from: usize, byte: u8) -> Option<usize> {
+        let rest = buf.get(from..).unwrap_or_default();
+        let found = rest.iter().position(|&b| b == byte);
+        #[cfg(test)]
+        {
+            self.bytes_examined += found.map_or(rest.len(), |i| i + 1);
+        }
+        match found {
+            Some(i) => Some(from + i),
+            None => {
+                self.searched = buf.len();
+                None
+            }
+        }
+    }
+}
+
+/// What one state step achieved.
+enum Step {
+    /// The buffer ends inside the request.
+    NeedMore,
+    /// The state moved on: take the next step.
+    Again,
+    /// A request without words of this many bytes: drop them and go on.
+    Skip(usize),
+    /// A complete request, its bytes already split off the buffer.
+    Done(Request),
+}
+
+impl RequestParser {
+    /// Parses the next complete request from `buf`, consuming exactly its bytes.
+    ///
+    /// `Ok(None)`: need more bytes (partial state kept; call again after appending).
+    /// Requests without words (empty inline lines, `*0`, `*-1`) are consumed on the way
+    /// and never returned. `authenticated == false` applies the tighter pre-auth limits.
+    pub fn parse(
+        &mut self,
+        buf: &mut BytesMut,
+        limits: &Limits,
+        authenticated: bool,
+    ) -> Result<Option<Request>, ProtocolError> {
+        let result = self.parse_next(buf, limits, authenticated);
+        if result.is_err() {
+            self.reset();
+        }
+        self.buffered = buf.len();
+        result
+    }
+
+    /// Bytes the parser is currently waiting for beyond what is buffered (a hint for
+    /// `reserve()`), 0 if unknown.
+    ///
+    /// Known only while a bulk payload is awaited: then it is the rest of that payload
+    /// and its `\r\n`, as of the end of the last [`Self::parse`] call.
+    pub fn pending_bulk_hint(&self) -> usize {
+        match &self.state {
+            State::Bulks(Multibulk {
+                pos,
+                bulk_len: Some(len),
+                ..
+            }) => pos
+                .saturating_add(*len)
+                .saturating_add(2)
+                .saturating_sub(self.buffered),
+            _ => 0,
+        }
+    }
+
+    fn reset(&mut self) {
+        self.state = State::Idle;
+        self.scan.searched = 0;
+    }
+
+    fn parse_next(
+        &mut self,
+        buf: &mut BytesMut,
+        limits: &Limits,
+        authenticated: bool,
+    ) -> Result<Option<Request>, ProtocolError> {
+        loop {
+            let step = match &self.state {
+                State::Idle => {
+                    self.state = match buf.first() {
+                        None => return Ok(None),
+                        Some(b'*') => State::MultibulkCount,
+                        Some(_) => State::Inline,
+                    };
+                    continue;
+                }
+                State::Inline => self.inline(buf, limits)?,
+                State::MultibulkCount => self.multibulk_count(buf, limits, authenticated)?,
+                State::Bulks(_) => self.bulks(buf, limits, authenticated)?,
+            };
+            match step {
+                Step::NeedMore => return Ok(None),
+                Step::Again => {}
+                Step::Skip(n) => {
+                    buf.advance(n.min(buf.len()));
+                    self.reset();
+                }
+                Step::Done(request) => {
+                    self.reset();
+                    return Ok(Some(request));
+                }
+            }
+        }
+    }
+
+    /// `processInlineBuffer`: one line, split by `sdssplitargs`.
+    fn inline(&mut self, buf: &mut BytesMut, limits: &Limits) -> Result<Step, ProtocolError> {
+        let Some(newline) = self.scan.find(buf, self.scan.searched, b'\n') else {
+            // Redis measures everything buffered, not just the line: same thing here,
+            // since the line is the whole buffer when no `\n` is in it.
+            if buf.len() > limits.max_inline_len {
+                return Err(ProtocolError::TooBigInlineRequest);
+            }
+            return Ok(Step::NeedMore);
+        };
+        let has_cr = newline > 0 && buf.get(newline - 1) == Some(&b'\r');
+        let line_end = if has_cr { newline - 1 } else { newline };
+        let words = inline::split(buf.get(..line_end).unwrap_or_default())?;
+        let consumed = newline + 1;
+        if words.is_empty() {
+            return Ok(Step::Skip(consumed));
+        }
+        let frozen = buf.split_to(consumed.min(buf.len())).freeze();
+        let args = words
+            .into_iter()
+            .map(|word| word.into_bytes(&frozen))
+            .collect();
+        Ok(Step::Done(Request { args }))
+    }
+
+    /// The `*<count>\r?` line at the start of a multibulk.
+    fn multibulk_count(
+        &mut self,
+        buf: &mut BytesMut,
+        limits: &Limits,
+        authenticated: bool,
+    ) -> Result<Step, ProtocolError> {
+        let Some(cr) = self.scan.find(buf, self.scan.searched, b'\r') else {
+            if buf.len() > limits.max_inline_len {
+                return Err(ProtocolError::TooBigMultibulkCount);
+            }
+            return Ok(Step::NeedMore);
+        };
+        // Redis waits for one byte after the `\r` and skips it without looking.
+        if cr + 1 >= buf.len() {
+            self.scan.searched = cr;
+            return Ok(Step::NeedMore);
+        }
+        let max = i64::try_from(limits.max_multibulk_len).unwrap_or(i64::MAX);
+        let count = match parse_integer(buf.get(1..cr).unwrap_or_default()) {
+            Some(count) if count <= max => count,
+            _ => return Err(ProtocolError::InvalidMultibulkLength),
+        };
+        if !authenticated && count > UNAUTHENTICATED_MAX_MULTIBULK_LEN as i64 {
+            return Err(ProtocolError::UnauthenticatedMultibulkLength);
+        }
+        let pos = cr + 2;
+        // Any count below one (`*0`, `*-1`, even `*-5`) is a request without words.
+        let Ok(remaining @ 1..) = usize::try_from(count) else {
+            return Ok(Step::Skip(pos));
+        };
+        self.scan.searched = pos;
+        self.state = State::Bulks(Multibulk {
+            remaining,
+            pos,
+            bulk_len: None,
+            args: Vec::with_capacity(remaining.min(ARGS_PREALLOC_MAX)),
+        });
+        Ok(Step::Again)
+    }
+
+    /// The `$<len>\r?<payload>\r\n` elements of a multibulk, as many as are buffered.
+    fn bulks(
+        &mut self,
+        buf: &mut BytesMut,
+        limits: &Limits,
+        authenticated: bool,
+    ) -> Result<Step, ProtocolError> {
+        let State::Bulks(multibulk) = &mut self.state else {
+            return Ok(Step::NeedMore); // not reached: only called in this state
+        };
+        loop {
+            if multibulk.remaining == 0 {
+                // Every range ends at or before `pos`, and `pos` at or before the end.
+                if multibulk.pos > buf.len() {
+                    return Ok(Step::NeedMore);
+                }
+                let frozen = buf.split_to(multibulk.pos).freeze();
+                let args = multibulk
+                    .args
+                    .iter()
+                    .map(|range| frozen.slice(range.clone()))
+                    .collect();
+                return Ok(Step::Done(Request { args }));
+            }
+            match multibulk.bulk_len {
+                Some(len) => {
+                    let payload_end = multibulk.pos.saturating_add(len);
+                    let next = payload_end.saturating_add(2);
+                    // The only work while a big payload trickles in.
+                    if buf.len() < next {
+                        return Ok(Step::NeedMore);
+                    }
+                    if buf.get(payload_end..next) != Some(b"\r\n".as_slice()) {
+                        return Err(ProtocolError::MissingBulkCrlf);
+                    }
+                    multibulk.args.push(multibulk.pos..payload_end);
+                    multibulk.pos = next;
+                    multibulk.remaining -= 1;
+                    multibulk.bulk_len = None;
+                    self.scan.searched = next;
+                }
+                None => {
+                    let from = self.scan.searched.max(multibulk.pos);
+                    let Some(cr) = self.scan.find(buf, from, b'\r') else {
+                        if buf.len().saturating_sub(multibulk.pos) > limits.max_inline_len {
+                            return Err(ProtocolError::TooBigBulkCount);
+                        }
+                        return Ok(Step::NeedMore);
+                    };
+                    if cr + 1 >= buf.len() {
+                        self.scan.searched = cr;
+                        return Ok(Step::NeedMore);
+                    }
+                    // `cr >= pos` and `cr < len`, so there is a byte at `pos`.
+                    let first = buf.get(multibulk.pos).copied().unwrap_or(b'\r');
+                    if first != b'$' {
+                        return Err(ProtocolError::ExpectedDollar(first));
+                    }
+                    let text = buf.get(multibulk.pos + 1..cr).unwrap_or_default();
+                    let len = parse_integer(text)
+                        .and_then(|len| usize::try_from(len).ok())
+                        .filter(|&len| len <= limits.max_bulk_len)
+                        .ok_or(ProtocolError::InvalidBulkLength)?;
+                    if !authenticated && len > UNAUTHENTICATED_MAX_BULK_BYTES {
+                        return Err(ProtocolError::UnauthenticatedBulkLength);
+                    }
+                    multibulk.pos = cr + 2;
+                    multibulk.bulk_len = Some(len);
+                }
+            }
+        }
+    }
+}
+
+/// Redis `string2ll`: the whole text must be a canonical decimal `i64`: an optional
+/// `-`, then `0` alone or `1`-`9` and more digits. No `+`, spaces or leading zeros.
+fn parse_integer(text: &[u8]) -> Option<i64> {
+    if text == b"0" {
+        return Some(0);
+    }
+    if text.len() > INTEGER_TEXT_MAX_BYTES {
+        return None;
+    }
+    let (negative, digits) = match text.split_first() {
+        Some((b'-', rest)) => (true, rest),
+        _ => (false, text),
+    };
+    match digits.first() {
+        Some(b'1'..=b'9') => {}
+        _ => return None,
+    }
+    // Accumulate negatively so that i64::MIN, whose magnitude has no positive i64, fits.
+    let mut value: i64 = 0;
+    for &digit in digits {
+        if !digit.is_ascii_digit() {
+            return None;
+        }
+        value = value
+            .checked_mul(10)?
+            .checked_sub(i64::from(digit - b'0'))?;
+    }
+    if negative {
+        Some(value)
+    } else {
+        value.checked_neg()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(parser: &mut RequestParser, buf: &mut BytesMut) -> Option<Request> {
+        parser.parse(buf, &Limits::default(), true).unwrap()
+    }
+
+    #[test]
+    fn integers_follow_string2ll() {
+        for (text, value) in [
+            ("0", 0),
+            ("7", 7),
+            ("-1", -1),
+            ("1234567890", 1_234_567_890),
+            ("9223372036854775807", i64::MAX),
+            ("-9223372036854775808", i64::MIN),
+        ] {
+            assert_eq!(parse_integer(text.as_bytes()), Some(value), "{text}");
+        }
+        for text in [
+            "",
+            "-",
+            "+1",
+            " 1",
+            "1 ",
+            "01",
+            "-0",
+            "00",
+            "1a",
+            "0x10",
+            "9223372036854775808",
+            "-9223372036854775809",
+            "123456789012345678901",
+        ] {
+            assert_eq!(parse_integer(text.as_bytes()), None, "{text:?}");
+        }
+    }
+
+    #[test]
+    fn big_bulk_in_chunks_is_not_rescanned() {
+        const PAYLOAD_BYTES: usize = 4 * 1024 * 1024;
+        // A payload full of `\r` would cost a full rescan per chunk if the parser searched it.
+        let mut wire = format!("*2\r\n$7\r\nPUBLISH\r\n${PAYLOAD_BYTES}\r\n").into_bytes();
+        let header_bytes = wire.len();
+        wire.extend(std::iter::repeat_n(b'\r', PAYLOAD_BYTES));
+        wire.extend_from_slice(b"\r\n");
+
+        let mut parser = RequestParser::default();
+        let mut buf = BytesMut::new();
+        let mut calls = 0;
+        let mut request = None;
+        for chunk in wire.chunks(4097) {
+            buf.extend_from_slice(chunk);
+            calls += 1;
+            if let Some(done) = parse(&mut parser, &mut buf) {
+                request = Some(done);
+            }
+        }
+        let request = request.expect("the request completes");
+        assert_eq!(request.len(), 2);
+        assert_eq!(request.args()[1].len(), PAYLOAD_BYTES);
+        assert!(buf.is_empty());
+        assert!(calls > 1000);
+        // Only the header lines were ever searched, whatever the number of calls.
+        assert!(
+            parser.scan.bytes_examined <= header_bytes,
+            "examined {} bytes",
+            parser.scan.bytes_examined
+        );
+    }
+
+    #[test]
+    fn header_lines_fed_byte_by_byte_are_searched_once() {
+        let wire = b"*3\r\n$9\r\nSUBSCRIBE\r\n$100000\r\n";
+        let mut parser = RequestParser::default();
+        let mut buf = BytesMut::new();
+        for &byte in wire.iter() {
+            buf.extend_from_slice(&[byte]);
+            assert_eq!(parse(&mut parser, &mut buf), None);
+        }
+        // Each byte examined once; the bulk payload `SUBSCRIBE` never.
+        assert!(parser.scan.bytes_examined <= wire.len() - 9);
+    }
+
+    #[test]
+    fn pending_bulk_hint_counts_the_missing_payload() {
+        let mut parser = RequestParser::default();
+        let mut buf = BytesMut::from(&b"*2\r\n$3\r\nSET\r\n$1000\r\nabc"[..]);
+        assert_eq!(parser.pending_bulk_hint(), 0);
+        assert_eq!(parse(&mut parser, &mut buf), None);
+        assert_eq!(parser.pending_bulk_hint(), 1000 - 3 + 2);
+        buf.extend_from_slice(&[b'x'; 997]);
+        assert_eq!(parse(&mut parser, &mut buf), None);
+        assert_eq!(parser.pending_bulk_hint(), 2);
+        buf.extend_from_slice(b"\r\n");
+        assert!(parse(&mut parser, &mut buf).is_some());
+        assert_eq!(parser.pending_bulk_hint(), 0);
+        // Unknown while a header line is awaited.
+        buf.extend_from_slice(b"*1\r\n$5");
+        assert_eq!(parse(&mut parser, &mut buf), None);
+        assert_eq!(parser.pending_bulk_hint(), 0);
+    }
+
+    #[test]
+    fn huge_count_does_not_preallocate() {
+        let mut parser = RequestParser::default();
+        let mut buf = BytesMut::from(&b"*2147483647\r\n$4\r\nPING\r\n"[..]);
+        assert_eq!(parse(&mut parser, &mut buf), None);
+        let State::Bulks(multibulk) = &parser.state else {
+            panic!("expected to be reading bulks");
+        };
+        assert!(multibulk.args.capacity() <= ARGS_PREALLOC_MAX);
+        assert_eq!(multibulk.remaining, i32::MAX as usize - 1);
+    }
+}
