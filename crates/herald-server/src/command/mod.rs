@@ -1,0 +1,389 @@
+//! The declarative command table and everything that reads it: name resolution, arity
+//! checks, and the COMMAND introspection command.
+//!
+//! Each command is data ([`CommandSpec`]): name, arity (Redis convention: `n` exact,
+//! `-n` at least n, counting the name), flags, documentation, and its handler. Container
+//! commands (CLIENT, CONFIG, PUBSUB, COMMAND) list subcommands with their own arity, and
+//! errors name them as Redis does (`client|list`).
+//!
+//! Handlers live in one file per family: [`pubsub`], [`connection`], [`client`],
+//! [`server`]. A handler parses its arguments, checks for trailing garbage, applies the
+//! command and writes the reply; it never blocks.
+
+pub mod client;
+pub mod connection;
+pub mod introspection;
+pub mod pubsub;
+pub mod server;
+
+use std::collections::HashMap;
+use std::sync::LazyLock;
+
+use bytes::Bytes;
+
+use crate::session::{Flow, Output, Session};
+
+/// A command handler: runs with the session, writes to the output.
+pub type Handler = fn(&mut Session, &mut Output<'_>, &[Bytes]) -> Flow;
+
+/// Redis command flags, as COMMAND INFO reports them.
+pub mod flag {
+    /// May modify data.
+    pub const WRITE: u32 = 1;
+    /// Reads data only.
+    pub const READONLY: u32 = 1 << 1;
+    /// Administrative command.
+    pub const ADMIN: u32 = 1 << 2;
+    /// Pub/sub related.
+    pub const PUBSUB: u32 = 1 << 3;
+    /// Not allowed in scripts.
+    pub const NOSCRIPT: u32 = 1 << 4;
+    /// Allowed while loading data.
+    pub const LOADING: u32 = 1 << 5;
+    /// Allowed on a stale replica.
+    pub const STALE: u32 = 1 << 6;
+    /// O(1) or O(log N).
+    pub const FAST: u32 = 1 << 7;
+    /// Allowed before authentication.
+    pub const NO_AUTH: u32 = 1 << 8;
+    /// Allowed while the server is busy.
+    pub const ALLOW_BUSY: u32 = 1 << 9;
+    /// Herald only, not reported: allowed on a RESP2 connection that has subscriptions.
+    pub const SUBSCRIBED_OK: u32 = 1 << 31;
+
+    /// Flag names in COMMAND INFO order.
+    pub const NAMES: &[(u32, &str)] = &[
+        (WRITE, "write"),
+        (READONLY, "readonly"),
+        (ADMIN, "admin"),
+        (PUBSUB, "pubsub"),
+        (NOSCRIPT, "noscript"),
+        (LOADING, "loading"),
+        (STALE, "stale"),
+        (FAST, "fast"),
+        (NO_AUTH, "no_auth"),
+        (ALLOW_BUSY, "allow_busy"),
+    ];
+}
+
+/// One command or subcommand.
+#[derive(Debug)]
+pub struct CommandSpec {
+    /// Lower-case name (`list` for CLIENT LIST).
+    pub name: &'static str,
+    /// Name as errors and COMMAND show it (`client|list`).
+    pub full_name: &'static str,
+    /// Redis arity: `n` exactly n arguments including the name, `-n` at least n.
+    pub arity: i32,
+    /// [`flag`] bits.
+    pub flags: u32,
+    /// COMMAND DOCS group (`pubsub`, `connection`, `server`, `generic`).
+    pub group: &'static str,
+    /// One-line summary for COMMAND DOCS.
+    pub summary: &'static str,
+    /// Redis version that introduced it.
+    pub since: &'static str,
+    /// Time complexity.
+    pub complexity: &'static str,
+    /// ACL categories, with `@`.
+    pub acl_categories: &'static [&'static str],
+    /// Subcommands of a container command.
+    pub subcommands: &'static [CommandSpec],
+    /// The handler; `None` for containers that need a subcommand.
+    pub handler: Option<Handler>,
+}
+
+impl CommandSpec {
+    /// Allowed before AUTH.
+    pub fn no_auth(&self) -> bool {
+        self.flags & flag::NO_AUTH != 0
+    }
+
+    /// Allowed in RESP2 subscribed context.
+    pub fn allowed_while_subscribed(&self) -> bool {
+        self.flags & flag::SUBSCRIBED_OK != 0
+    }
+
+    fn arity_ok(&self, argc: usize) -> bool {
+        let arity = self.arity.unsigned_abs() as usize;
+        if self.arity >= 0 {
+            argc == arity
+        } else {
+            argc >= arity
+        }
+    }
+}
+
+/// Defaults for table entries; each entry overrides what it needs.
+pub const BASE: CommandSpec = CommandSpec {
+    name: "",
+    full_name: "",
+    arity: 1,
+    flags: 0,
+    group: "server",
+    summary: "",
+    since: "1.0.0",
+    complexity: "O(1)",
+    acl_categories: &[],
+    subcommands: &[],
+    handler: None,
+};
+
+/// Every command Herald knows.
+pub static COMMANDS: &[&CommandSpec] = &[
+    &pubsub::PUBLISH,
+    &pubsub::SPUBLISH,
+    &pubsub::SUBSCRIBE,
+    &pubsub::UNSUBSCRIBE,
+    &pubsub::PSUBSCRIBE,
+    &pubsub::PUNSUBSCRIBE,
+    &pubsub::SSUBSCRIBE,
+    &pubsub::SUNSUBSCRIBE,
+    &pubsub::PUBSUB,
+    &connection::PING,
+    &connection::ECHO,
+    &connection::QUIT,
+    &connection::RESET,
+    &connection::HELLO,
+    &connection::AUTH,
+    &connection::SELECT,
+    &client::CLIENT,
+    &server::INFO,
+    &server::CONFIG,
+    &server::DBSIZE,
+    &server::FLUSHDB,
+    &server::FLUSHALL,
+    &server::TIME,
+    &introspection::COMMAND,
+];
+
+static BY_NAME: LazyLock<HashMap<&'static str, &'static CommandSpec>> =
+    LazyLock::new(|| COMMANDS.iter().map(|spec| (spec.name, *spec)).collect());
+
+/// Longest command name looked up; longer names are unknown without allocating.
+const MAX_NAME_BYTES: usize = 32;
+
+/// Finds a command by name, case-insensitively.
+pub fn lookup(name: &[u8]) -> Option<&'static CommandSpec> {
+    find(name, |key| BY_NAME.get(key).copied())
+}
+
+fn find<T>(name: &[u8], get: impl FnOnce(&str) -> Option<T>) -> Option<T> {
+    if name.len() > MAX_NAME_BYTES {
+        return None;
+    }
+    let mut lower = [0u8; MAX_NAME_BYTES];
+    let lower = &mut lower[..name.len()];
+    lower.copy_from_slice(name);
+    lower.make_ascii_lowercase();
+    std::str::from_utf8(lower).ok().and_then(get)
+}
+
+fn find_subcommand(container: &'static CommandSpec, name: &[u8]) -> Option<&'static CommandSpec> {
+    find(name, |key| {
+        container.subcommands.iter().find(|sub| sub.name == key)
+    })
+}
+
+/// The outcome of resolving a request's name and arity.
+#[derive(Debug)]
+pub enum Resolved {
+    /// Runnable.
+    Command(&'static CommandSpec),
+    /// Rejected before running, with Redis's error text.
+    Rejected {
+        /// The error reply.
+        error: String,
+        /// Name for CLIENT LIST `cmd=`.
+        full_name: &'static str,
+    },
+}
+
+/// Resolves `args` to a command or subcommand and checks its arity.
+pub fn resolve(args: &[Bytes]) -> Resolved {
+    let Some(name) = args.first() else {
+        return Resolved::Rejected {
+            error: "ERR empty command".to_owned(),
+            full_name: "NULL",
+        };
+    };
+    let Some(spec) = lookup(name) else {
+        return Resolved::Rejected {
+            error: unknown_command(args),
+            full_name: "NULL",
+        };
+    };
+    let spec = match (spec.subcommands.is_empty(), args.get(1)) {
+        (false, Some(sub)) => match find_subcommand(spec, sub) {
+            Some(sub) => sub,
+            None if spec.handler.is_some() && spec.arity_ok(args.len()) => spec,
+            None => {
+                return Resolved::Rejected {
+                    error: unknown_subcommand(spec, sub),
+                    full_name: spec.full_name,
+                }
+            }
+        },
+        _ => spec,
+    };
+    if !spec.arity_ok(args.len()) || spec.handler.is_none() {
+        return Resolved::Rejected {
+            error: wrong_arity(spec.full_name),
+            full_name: spec.full_name,
+        };
+    }
+    Resolved::Command(spec)
+}
+
+/// `ERR wrong number of arguments for '<name>' command`.
+pub fn wrong_arity(full_name: &str) -> String {
+    format!("ERR wrong number of arguments for '{full_name}' command")
+}
+
+/// Redis's text, name and arguments cut at 128 bytes, CR/LF blanked.
+fn unknown_command(args: &[Bytes]) -> String {
+    let mut listed = String::new();
+    for arg in &args[1..] {
+        if listed.len() >= 128 {
+            break;
+        }
+        let room = 128 - listed.len();
+        let text = String::from_utf8_lossy(&arg[..arg.len().min(room)]);
+        listed.push_str(&format!("'{text}' "));
+    }
+    let name = String::from_utf8_lossy(&args[0][..args[0].len().min(128)]);
+    format!("ERR unknown command '{name}', with args beginning with: {listed}")
+}
+
+fn unknown_subcommand(container: &CommandSpec, sub: &[u8]) -> String {
+    let sub = String::from_utf8_lossy(&sub[..sub.len().min(128)]);
+    format!(
+        "ERR unknown subcommand '{sub}'. Try {} HELP.",
+        container.name.to_ascii_uppercase()
+    )
+}
+
+/// Replies to a HELP subcommand: Redis's header line, then the lines given.
+pub fn reply_help(out: &mut Output<'_>, container: &str, lines: &[&str]) {
+    let mut reply = out.reply();
+    reply.array(lines.len() + 2);
+    reply.simple(&format!(
+        "{} <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
+        container.to_ascii_uppercase()
+    ));
+    for line in lines {
+        reply.simple(line);
+    }
+    reply.simple("HELP");
+    reply.simple("    Print this help.");
+}
+
+/// Parses an argument as a Redis integer (`ERR value is not an integer or out of range`).
+pub fn parse_i64(arg: &[u8]) -> Option<i64> {
+    let text = std::str::from_utf8(arg).ok()?;
+    if text.is_empty() || text.starts_with('+') || (text.len() > 1 && text.starts_with('0')) {
+        return None;
+    }
+    text.parse().ok()
+}
+
+/// The error for a non-integer argument.
+pub const NOT_AN_INTEGER: &str = "ERR value is not an integer or out of range";
+/// The generic syntax error.
+pub const SYNTAX_ERROR: &str = "ERR syntax error";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(words: &[&str]) -> Vec<Bytes> {
+        words
+            .iter()
+            .map(|w| Bytes::copy_from_slice(w.as_bytes()))
+            .collect()
+    }
+
+    fn rejected(words: &[&str]) -> String {
+        match resolve(&args(words)) {
+            Resolved::Rejected { error, .. } => error,
+            Resolved::Command(spec) => panic!("{words:?} resolved to {}", spec.full_name),
+        }
+    }
+
+    #[test]
+    fn names_are_case_insensitive() {
+        assert!(
+            matches!(resolve(&args(&["PiNg"])), Resolved::Command(spec) if spec.name == "ping")
+        );
+        assert!(
+            matches!(resolve(&args(&["client", "LIST"])), Resolved::Command(spec) if spec.full_name == "client|list")
+        );
+    }
+
+    #[test]
+    fn unknown_command_text_matches_redis() {
+        assert_eq!(
+            rejected(&["foo", "a", "b"]),
+            "ERR unknown command 'foo', with args beginning with: 'a' 'b' "
+        );
+        assert_eq!(
+            rejected(&["foo"]),
+            "ERR unknown command 'foo', with args beginning with: "
+        );
+        let long = "x".repeat(300);
+        let error = rejected(&[&long]);
+        assert!(error.len() < 200, "{error}");
+    }
+
+    #[test]
+    fn arity_and_subcommand_errors() {
+        assert_eq!(
+            rejected(&["subscribe"]),
+            "ERR wrong number of arguments for 'subscribe' command"
+        );
+        assert_eq!(
+            rejected(&["client"]),
+            "ERR wrong number of arguments for 'client' command"
+        );
+        assert_eq!(
+            rejected(&["client", "nope"]),
+            "ERR unknown subcommand 'nope'. Try CLIENT HELP."
+        );
+        assert_eq!(
+            rejected(&["pubsub", "numpat", "extra"]),
+            "ERR wrong number of arguments for 'pubsub|numpat' command"
+        );
+        assert!(
+            matches!(resolve(&args(&["command"])), Resolved::Command(spec) if spec.name == "command")
+        );
+    }
+
+    #[test]
+    fn every_table_entry_is_consistent() {
+        for spec in COMMANDS {
+            assert_eq!(spec.name, spec.full_name, "{}", spec.name);
+            assert!(
+                spec.handler.is_some() || !spec.subcommands.is_empty(),
+                "{}",
+                spec.name
+            );
+            assert!(!spec.summary.is_empty(), "{} has no summary", spec.name);
+            for sub in spec.subcommands {
+                assert_eq!(sub.full_name, format!("{}|{}", spec.name, sub.name));
+                assert!(sub.handler.is_some(), "{}", sub.full_name);
+                assert!(!sub.summary.is_empty(), "{} has no summary", sub.full_name);
+            }
+        }
+    }
+
+    #[test]
+    fn integers_like_redis() {
+        assert_eq!(parse_i64(b"42"), Some(42));
+        assert_eq!(parse_i64(b"-7"), Some(-7));
+        assert_eq!(parse_i64(b"0"), Some(0));
+        assert_eq!(parse_i64(b"+1"), None);
+        assert_eq!(parse_i64(b"01"), None);
+        assert_eq!(parse_i64(b" 1"), None);
+        assert_eq!(parse_i64(b"99999999999999999999"), None);
+    }
+}

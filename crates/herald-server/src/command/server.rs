@@ -1,0 +1,332 @@
+//! Server commands: INFO, CONFIG GET/SET/RESETSTAT, DBSIZE, FLUSHDB, FLUSHALL, TIME.
+
+use std::sync::atomic::Ordering;
+
+use bytes::Bytes;
+use herald_engine::Glob;
+
+use super::{flag, reply_help, CommandSpec, BASE, SYNTAX_ERROR};
+use crate::config::{parse_proto_max_bulk_len, parse_query_buffer_limit, ConfigError, DATABASES};
+use crate::server::{unix_time_micros, Shared};
+use crate::session::{Flow, Output, Session};
+
+/// `INFO [section [section ...]]`
+pub const INFO: CommandSpec = CommandSpec {
+    name: "info",
+    full_name: "info",
+    arity: -1,
+    flags: flag::LOADING | flag::STALE,
+    summary: "Returns information and statistics about the server.",
+    acl_categories: &["@slow", "@dangerous"],
+    handler: Some(|session, out, args| {
+        let wanted: Vec<String> = args[1..]
+            .iter()
+            .map(|arg| String::from_utf8_lossy(arg).into_owned())
+            .collect();
+        let wanted: Vec<&str> = wanted.iter().map(String::as_str).collect();
+        let text = crate::info::render(&session.shared, &crate::info::selected_sections(&wanted));
+        out.reply().verbatim(b"txt", text.as_bytes());
+        Flow::Continue
+    }),
+    ..BASE
+};
+
+/// `DBSIZE`
+pub const DBSIZE: CommandSpec = CommandSpec {
+    name: "dbsize",
+    full_name: "dbsize",
+    arity: 1,
+    flags: flag::READONLY | flag::FAST,
+    group: "server",
+    summary: "Returns the number of keys in the database.",
+    acl_categories: &["@keyspace", "@read", "@fast"],
+    // Herald has no keyspace yet: every database is empty.
+    handler: Some(|_, out, _| {
+        out.reply().integer(0);
+        Flow::Continue
+    }),
+    ..BASE
+};
+
+fn flush(_: &mut Session, out: &mut Output<'_>, args: &[Bytes]) -> Flow {
+    match args.get(1).map(|arg| arg.to_ascii_lowercase()) {
+        None => out.ok(),
+        Some(mode) if args.len() == 2 && (mode == b"sync" || mode == b"async") => out.ok(),
+        Some(_) => out.error(SYNTAX_ERROR),
+    }
+    Flow::Continue
+}
+
+/// `FLUSHDB [ASYNC | SYNC]`
+pub const FLUSHDB: CommandSpec = CommandSpec {
+    name: "flushdb",
+    full_name: "flushdb",
+    arity: -1,
+    flags: flag::WRITE,
+    summary: "Removes all keys from the current database.",
+    complexity: "O(N) where N is the number of keys in the selected database",
+    acl_categories: &["@keyspace", "@write", "@slow", "@dangerous"],
+    handler: Some(flush),
+    ..BASE
+};
+
+/// `FLUSHALL [ASYNC | SYNC]`
+pub const FLUSHALL: CommandSpec = CommandSpec {
+    name: "flushall",
+    full_name: "flushall",
+    summary: "Removes all keys from all databases.",
+    complexity: "O(N) where N is the total number of keys in all databases",
+    ..FLUSHDB
+};
+
+/// `TIME`
+pub const TIME: CommandSpec = CommandSpec {
+    name: "time",
+    full_name: "time",
+    arity: 1,
+    flags: flag::LOADING | flag::STALE | flag::FAST,
+    summary: "Returns the server time.",
+    since: "2.6.0",
+    acl_categories: &["@fast"],
+    handler: Some(|_, out, _| {
+        let micros = unix_time_micros();
+        let mut reply = out.reply();
+        reply.array(2);
+        reply.bulk((micros / 1_000_000).to_string().as_bytes());
+        reply.bulk((micros % 1_000_000).to_string().as_bytes());
+        Flow::Continue
+    }),
+    ..BASE
+};
+
+const CONFIG_SUB: CommandSpec = CommandSpec {
+    flags: flag::ADMIN | flag::NOSCRIPT | flag::LOADING | flag::STALE,
+    acl_categories: &["@admin", "@slow", "@dangerous"],
+    ..BASE
+};
+
+/// `CONFIG <subcommand>`
+pub const CONFIG: CommandSpec =
+    CommandSpec {
+        name: "config",
+        full_name: "config",
+        arity: -2,
+        summary: "A container for server configuration commands.",
+        complexity: "Depends on subcommand.",
+        acl_categories: &["@slow"],
+        subcommands: &[
+            CommandSpec {
+                name: "get",
+                full_name: "config|get",
+                arity: -3,
+                summary: "Returns the effective values of configuration parameters.",
+                complexity: "O(N) when N is the number of configuration parameters provided",
+                handler: Some(config_get),
+                ..CONFIG_SUB
+            },
+            CommandSpec {
+                name: "set",
+                full_name: "config|set",
+                arity: -4,
+                summary: "Sets configuration parameters in-flight.",
+                complexity: "O(N) when N is the number of configuration parameters provided",
+                handler: Some(config_set),
+                ..CONFIG_SUB
+            },
+            CommandSpec {
+                name: "resetstat",
+                full_name: "config|resetstat",
+                arity: 2,
+                summary: "Resets the server's statistics.",
+                handler: Some(|session, out, _| {
+                    reset_stats(&session.shared);
+                    out.ok();
+                    Flow::Continue
+                }),
+                ..CONFIG_SUB
+            },
+            CommandSpec {
+                name: "help",
+                full_name: "config|help",
+                arity: 2,
+                summary: "Returns helpful text about the different subcommands.",
+                handler: Some(|_, out, _| {
+                    reply_help(out, "config", &[
+                    "GET <pattern>",
+                    "    Return parameters matching the glob-like <pattern> and their values.",
+                    "SET <directive> <value>",
+                    "    Set the configuration <directive> to <value>.",
+                    "RESETSTAT",
+                    "    Reset statistics reported by the INFO command.",
+                ]);
+                    Flow::Continue
+                }),
+                ..CONFIG_SUB
+            },
+        ],
+        ..BASE
+    };
+
+/// Parameters CONFIG GET shows, in CONFIG GET * order.
+const PARAMETERS: &[&str] = &[
+    "bind",
+    "port",
+    "databases",
+    "requirepass",
+    "maxclients",
+    "proto-max-bulk-len",
+    "client-query-buffer-limit",
+    "client-output-buffer-limit",
+];
+
+fn parameter_value(shared: &Shared, name: &str) -> String {
+    let config = &shared.config;
+    match name {
+        "bind" => shared
+            .bind
+            .iter()
+            .map(|addr| addr.ip().to_string())
+            .collect::<Vec<_>>()
+            .join(" "),
+        "port" => shared.port.to_string(),
+        "databases" => DATABASES.to_string(),
+        "requirepass" => config.requirepass().unwrap_or_default(),
+        "maxclients" => config.maxclients().to_string(),
+        "proto-max-bulk-len" => config.proto_max_bulk_len().to_string(),
+        "client-query-buffer-limit" => config.query_buffer_limit().to_string(),
+        "client-output-buffer-limit" => config.output_limits_text(),
+        _ => String::new(),
+    }
+}
+
+fn config_get(session: &mut Session, out: &mut Output<'_>, args: &[Bytes]) -> Flow {
+    let globs: Vec<Glob> = args[2..]
+        .iter()
+        .map(|pattern| Glob::new(&pattern.to_ascii_lowercase()))
+        .collect();
+    let matched: Vec<&str> = PARAMETERS
+        .iter()
+        .copied()
+        .filter(|name| globs.iter().any(|glob| glob.matches(name.as_bytes())))
+        .collect();
+    let mut reply = out.reply();
+    reply.map(matched.len());
+    for name in matched {
+        reply.bulk(name.as_bytes());
+        reply.bulk(parameter_value(&session.shared, name).as_bytes());
+    }
+    Flow::Continue
+}
+
+/// One validated CONFIG SET change, applied only once every pair has validated.
+enum Change {
+    RequirePass(Option<String>),
+    MaxClients(u64),
+    ProtoMaxBulkLen(String),
+    QueryBufferLimit(String),
+    OutputLimits(String),
+}
+
+fn validate(name: &str, value: &str) -> Result<Change, String> {
+    let failed = |err: ConfigError| err.to_string();
+    match name {
+        "bind" | "port" | "databases" => Err("can't set immutable config".to_owned()),
+        "requirepass" => Ok(Change::RequirePass(Some(value.to_owned()))),
+        "maxclients" => {
+            let n: u64 = value.parse().map_err(|_| failed(ConfigError::BadInteger))?;
+            if !(1..=1_000_000).contains(&n) {
+                return Err(failed(ConfigError::OutOfRange {
+                    min: 1,
+                    max: 1_000_000,
+                }));
+            }
+            Ok(Change::MaxClients(n))
+        }
+        "proto-max-bulk-len" => {
+            parse_proto_max_bulk_len(value).map_err(failed)?;
+            Ok(Change::ProtoMaxBulkLen(value.to_owned()))
+        }
+        "client-query-buffer-limit" => {
+            parse_query_buffer_limit(value).map_err(failed)?;
+            Ok(Change::QueryBufferLimit(value.to_owned()))
+        }
+        "client-output-buffer-limit" => {
+            crate::config::parse_output_limits(value).map_err(failed)?;
+            Ok(Change::OutputLimits(value.to_owned()))
+        }
+        _ => Err(String::new()),
+    }
+}
+
+fn config_set(session: &mut Session, out: &mut Output<'_>, args: &[Bytes]) -> Flow {
+    let pairs = &args[2..];
+    if pairs.len() % 2 != 0 {
+        out.error(&super::wrong_arity("config|set"));
+        return Flow::Continue;
+    }
+    let mut seen = Vec::new();
+    let mut changes = Vec::new();
+    for pair in pairs.chunks(2) {
+        let name = String::from_utf8_lossy(&pair[0]).to_ascii_lowercase();
+        let value = String::from_utf8_lossy(&pair[1]).into_owned();
+        if seen.contains(&name) {
+            out.error(&format!(
+                "ERR CONFIG SET failed (possibly related to argument '{name}') - duplicate parameter"
+            ));
+            return Flow::Continue;
+        }
+        match validate(&name, &value) {
+            Ok(change) => changes.push(change),
+            Err(reason) if reason.is_empty() => {
+                out.error(&format!(
+                    "ERR Unknown option or number of arguments for CONFIG SET - '{name}'"
+                ));
+                return Flow::Continue;
+            }
+            Err(reason) => {
+                out.error(&format!(
+                    "ERR CONFIG SET failed (possibly related to argument '{name}') - {reason}"
+                ));
+                return Flow::Continue;
+            }
+        }
+        seen.push(name);
+    }
+    let config = &session.shared.config;
+    for change in changes {
+        // Every value was validated above, so these cannot fail; an error here would be
+        // a bug in `validate`, reported rather than ignored.
+        let applied = match change {
+            Change::RequirePass(password) => {
+                config.set_requirepass(password);
+                Ok(())
+            }
+            Change::MaxClients(n) => config.set_maxclients(n),
+            Change::ProtoMaxBulkLen(value) => config.set_proto_max_bulk_len(&value),
+            Change::QueryBufferLimit(value) => config.set_query_buffer_limit(&value),
+            Change::OutputLimits(value) => config.set_output_limits(&value),
+        };
+        if let Err(err) = applied {
+            tracing::error!(%err, "validated CONFIG SET value failed to apply");
+        }
+    }
+    tracing::info!(client = %session.handle.id, parameters = ?seen, "CONFIG SET");
+    out.ok();
+    Flow::Continue
+}
+
+fn reset_stats(shared: &Shared) {
+    let stats = &shared.stats;
+    for counter in [
+        &stats.connections_received,
+        &stats.rejected_connections,
+        &stats.commands_processed,
+        &stats.net_input_bytes,
+        &stats.net_output_bytes,
+        &stats.output_limit_disconnections,
+        &stats.query_limit_disconnections,
+        &stats.protocol_errors,
+    ] {
+        counter.store(0, Ordering::Relaxed);
+    }
+}

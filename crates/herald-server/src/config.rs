@@ -1,0 +1,416 @@
+//! Server configuration: start-up settings (flags, TOML file) and the run-time parameters
+//! that CONFIG GET/SET read and change.
+//!
+//! Every parameter has Redis's name and Redis's value syntax (`32mb`, `1gb`, the
+//! `client-output-buffer-limit` class triples), so operators can reuse what they know.
+//! This module parses and validates values; it does not apply them to connections.
+
+use std::net::IpAddr;
+use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use herald_engine::{ClientClass, OutputLimit, OutputLimits};
+use herald_proto::limits::{
+    PROTO_INLINE_MAX_BYTES, PROTO_MAX_BULK_LEN_BYTES, PROTO_MAX_MULTIBULK_LEN,
+};
+use herald_proto::Limits;
+use parking_lot::RwLock;
+use serde::Deserialize;
+
+/// Redis default port.
+pub const DEFAULT_PORT: u16 = 6379;
+/// Redis default `maxclients`.
+pub const DEFAULT_MAXCLIENTS: usize = 10_000;
+/// Redis default `client-query-buffer-limit`: 1 GB of unparsed input per client.
+pub const DEFAULT_QUERY_BUFFER_LIMIT_BYTES: usize = 1024 * 1024 * 1024;
+/// Smallest `proto-max-bulk-len` Redis accepts (1 MB).
+pub const MIN_PROTO_MAX_BULK_LEN_BYTES: usize = 1024 * 1024;
+/// Number of logical databases, as Redis (`databases 16`); fixed at start.
+pub const DATABASES: usize = 16;
+/// Server cron frequency (`hz`): how often soft output limits are enforced, per second.
+pub const DEFAULT_HZ: u32 = 10;
+
+/// A configuration value that could not be used; the text names the value and why.
+#[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
+pub enum ConfigError {
+    /// A memory size that is not `<digits>[b|k|kb|m|mb|g|gb]`.
+    #[error("argument must be a memory value")]
+    BadMemory,
+    /// A plain number that is not one.
+    #[error("argument couldn't be parsed into an integer")]
+    BadInteger,
+    /// A value outside the parameter's range.
+    #[error("argument must be between {min} and {max} inclusive")]
+    OutOfRange {
+        /// Smallest allowed value.
+        min: u64,
+        /// Largest allowed value.
+        max: u64,
+    },
+    /// Malformed `client-output-buffer-limit`.
+    #[error("Invalid client class specified in buffer limit configuration.")]
+    BadClientClass,
+    /// `client-output-buffer-limit` needs triples.
+    #[error("Wrong number of arguments in buffer limit configuration.")]
+    BadLimitArity,
+    /// Not an IP address.
+    #[error("Invalid bind address '{0}'")]
+    BadBind(String),
+    /// The TOML file could not be read or parsed.
+    #[error("{0}")]
+    File(String),
+}
+
+/// Parses a Redis memory value: `1024`, `10k` (1000), `10kb` (1024), `m`, `mb`, `g`, `gb`,
+/// case-insensitive (Redis `memtoull`).
+pub fn parse_memory(text: &str) -> Result<u64, ConfigError> {
+    let lower = text.trim().to_ascii_lowercase();
+    let split = lower
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(lower.len());
+    let (digits, unit) = lower.split_at(split);
+    let multiplier: u64 = match unit {
+        "" | "b" => 1,
+        "k" => 1000,
+        "kb" => 1024,
+        "m" => 1000 * 1000,
+        "mb" => 1024 * 1024,
+        "g" => 1000 * 1000 * 1000,
+        "gb" => 1024 * 1024 * 1024,
+        _ => return Err(ConfigError::BadMemory),
+    };
+    if digits.is_empty() {
+        return Err(ConfigError::BadMemory);
+    }
+    let value: u64 = digits.parse().map_err(|_| ConfigError::BadMemory)?;
+    value.checked_mul(multiplier).ok_or(ConfigError::BadMemory)
+}
+
+/// Largest `proto-max-bulk-len` and `client-query-buffer-limit` accepted: 4 GB.
+const MAX_BUFFER_SETTING_BYTES: u64 = 4 * 1024 * 1024 * 1024;
+
+fn parse_bounded_memory(text: &str, min: u64) -> Result<usize, ConfigError> {
+    let value = parse_memory(text)?;
+    if !(min..=MAX_BUFFER_SETTING_BYTES).contains(&value) {
+        return Err(ConfigError::OutOfRange {
+            min,
+            max: MAX_BUFFER_SETTING_BYTES,
+        });
+    }
+    usize::try_from(value).map_err(|_| ConfigError::OutOfRange {
+        min,
+        max: usize::MAX as u64,
+    })
+}
+
+/// Parses `proto-max-bulk-len`: a memory value from 1 MB to 4 GB.
+pub fn parse_proto_max_bulk_len(text: &str) -> Result<usize, ConfigError> {
+    parse_bounded_memory(text, MIN_PROTO_MAX_BULK_LEN_BYTES as u64)
+}
+
+/// Parses `client-query-buffer-limit`: a memory value from 1 MB to 4 GB (as Redis).
+pub fn parse_query_buffer_limit(text: &str) -> Result<usize, ConfigError> {
+    parse_bounded_memory(text, 1024 * 1024)
+}
+
+/// The output-limit classes Redis names in `client-output-buffer-limit`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LimitClass {
+    /// Clients without subscriptions.
+    Normal,
+    /// Replicas; Herald has none, but keeps the value so configs round-trip.
+    Replica,
+    /// Subscribed clients.
+    Pubsub,
+}
+
+/// Parses `<class> <hard> <soft> <seconds> [...]` (class: normal, replica/slave, pubsub).
+pub fn parse_output_limits(text: &str) -> Result<Vec<(LimitClass, OutputLimit)>, ConfigError> {
+    let words: Vec<&str> = text.split_whitespace().collect();
+    if words.is_empty() || words.len() % 4 != 0 {
+        return Err(ConfigError::BadLimitArity);
+    }
+    words
+        .chunks(4)
+        .map(|chunk| {
+            let class = match chunk[0].to_ascii_lowercase().as_str() {
+                "normal" => LimitClass::Normal,
+                "replica" | "slave" => LimitClass::Replica,
+                "pubsub" => LimitClass::Pubsub,
+                _ => return Err(ConfigError::BadClientClass),
+            };
+            let limit = OutputLimit {
+                hard_bytes: parse_memory(chunk[1])?,
+                soft_bytes: parse_memory(chunk[2])?,
+                soft_seconds: chunk[3].parse().map_err(|_| ConfigError::BadInteger)?,
+            };
+            Ok((class, limit))
+        })
+        .collect()
+}
+
+/// Start-up configuration, from flags and/or a TOML file (keys as the flag names).
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(default, rename_all = "kebab-case", deny_unknown_fields)]
+pub struct ServerConfig {
+    /// Addresses to listen on.
+    pub bind: Vec<IpAddr>,
+    /// TCP port; 0 picks a free one (tests).
+    pub port: u16,
+    /// Password of the default user; `None` means no authentication.
+    pub requirepass: Option<String>,
+    /// Most clients connected at once.
+    pub maxclients: usize,
+    /// Largest bulk string a client may send (`proto-max-bulk-len`), e.g. `512mb`.
+    pub proto_max_bulk_len: String,
+    /// Most unparsed input buffered per client (`client-query-buffer-limit`), e.g. `1gb`.
+    pub client_query_buffer_limit: String,
+    /// Output limits per class, Redis syntax, e.g. `pubsub 32mb 8mb 60`.
+    pub client_output_buffer_limit: String,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            bind: vec![IpAddr::from([127, 0, 0, 1])],
+            port: DEFAULT_PORT,
+            requirepass: None,
+            maxclients: DEFAULT_MAXCLIENTS,
+            proto_max_bulk_len: PROTO_MAX_BULK_LEN_BYTES.to_string(),
+            client_query_buffer_limit: DEFAULT_QUERY_BUFFER_LIMIT_BYTES.to_string(),
+            client_output_buffer_limit: "normal 0 0 0 replica 256mb 64mb 60 pubsub 32mb 8mb 60"
+                .to_owned(),
+        }
+    }
+}
+
+impl ServerConfig {
+    /// Reads a TOML file whose keys are the flag names (`port = 6380`, `requirepass = "x"`).
+    pub fn from_toml_file(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|err| ConfigError::File(format!("cannot read {}: {err}", path.display())))?;
+        toml::from_str(&text)
+            .map_err(|err| ConfigError::File(format!("invalid config {}: {err}", path.display())))
+    }
+
+    /// Checks every value and builds the run-time configuration.
+    pub fn validate(&self) -> Result<RuntimeConfig, ConfigError> {
+        let runtime = RuntimeConfig::default();
+        runtime.set_requirepass(self.requirepass.clone());
+        runtime.set_maxclients(self.maxclients as u64)?;
+        runtime.set_proto_max_bulk_len(&self.proto_max_bulk_len)?;
+        runtime.set_query_buffer_limit(&self.client_query_buffer_limit)?;
+        runtime.set_output_limits(&self.client_output_buffer_limit)?;
+        Ok(runtime)
+    }
+}
+
+/// The parameters that may change while the server runs. Atomics and short-lived
+/// `parking_lot` locks: every connection reads some of them on every request.
+#[derive(Debug)]
+pub struct RuntimeConfig {
+    requirepass: RwLock<Option<String>>,
+    maxclients: AtomicUsize,
+    proto_max_bulk_len: AtomicUsize,
+    query_buffer_limit: AtomicUsize,
+    output_limits: Arc<OutputLimits>,
+    replica_limit: RwLock<OutputLimit>,
+}
+
+impl Default for RuntimeConfig {
+    fn default() -> Self {
+        RuntimeConfig {
+            requirepass: RwLock::new(None),
+            maxclients: AtomicUsize::new(DEFAULT_MAXCLIENTS),
+            proto_max_bulk_len: AtomicUsize::new(PROTO_MAX_BULK_LEN_BYTES),
+            query_buffer_limit: AtomicUsize::new(DEFAULT_QUERY_BUFFER_LIMIT_BYTES),
+            output_limits: Arc::new(OutputLimits::default()),
+            replica_limit: RwLock::new(OutputLimit {
+                hard_bytes: 256 * 1024 * 1024,
+                soft_bytes: 64 * 1024 * 1024,
+                soft_seconds: 60,
+            }),
+        }
+    }
+}
+
+impl RuntimeConfig {
+    /// The default user's password, if authentication is on.
+    pub fn requirepass(&self) -> Option<String> {
+        self.requirepass.read().clone()
+    }
+
+    /// True when clients must authenticate.
+    pub fn auth_required(&self) -> bool {
+        self.requirepass.read().is_some()
+    }
+
+    /// Sets or clears (`None` or empty) the password.
+    pub fn set_requirepass(&self, password: Option<String>) {
+        *self.requirepass.write() = password.filter(|p| !p.is_empty());
+    }
+
+    /// Most clients at once.
+    pub fn maxclients(&self) -> usize {
+        self.maxclients.load(Ordering::Relaxed)
+    }
+
+    /// Sets `maxclients` (1 ..= 1 000 000).
+    pub fn set_maxclients(&self, value: u64) -> Result<(), ConfigError> {
+        if !(1..=1_000_000).contains(&value) {
+            return Err(ConfigError::OutOfRange {
+                min: 1,
+                max: 1_000_000,
+            });
+        }
+        self.maxclients.store(value as usize, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// The request parser's limits now in force.
+    pub fn request_limits(&self) -> Limits {
+        Limits {
+            max_bulk_len: self.proto_max_bulk_len.load(Ordering::Relaxed),
+            max_multibulk_len: PROTO_MAX_MULTIBULK_LEN,
+            max_inline_len: PROTO_INLINE_MAX_BYTES,
+        }
+    }
+
+    /// `proto-max-bulk-len` in bytes.
+    pub fn proto_max_bulk_len(&self) -> usize {
+        self.proto_max_bulk_len.load(Ordering::Relaxed)
+    }
+
+    /// Sets `proto-max-bulk-len`; see [`parse_proto_max_bulk_len`].
+    pub fn set_proto_max_bulk_len(&self, text: &str) -> Result<(), ConfigError> {
+        let value = parse_proto_max_bulk_len(text)?;
+        self.proto_max_bulk_len.store(value, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// `client-query-buffer-limit` in bytes.
+    pub fn query_buffer_limit(&self) -> usize {
+        self.query_buffer_limit.load(Ordering::Relaxed)
+    }
+
+    /// Sets `client-query-buffer-limit`; see [`parse_query_buffer_limit`].
+    pub fn set_query_buffer_limit(&self, text: &str) -> Result<(), ConfigError> {
+        let value = parse_query_buffer_limit(text)?;
+        self.query_buffer_limit.store(value, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// The output limits shared with every outbox.
+    pub fn output_limits(&self) -> &Arc<OutputLimits> {
+        &self.output_limits
+    }
+
+    /// Applies a `client-output-buffer-limit` value; classes not named keep their limit.
+    pub fn set_output_limits(&self, text: &str) -> Result<(), ConfigError> {
+        for (class, limit) in parse_output_limits(text)? {
+            match class {
+                LimitClass::Normal => self.output_limits.set(ClientClass::Normal, limit),
+                LimitClass::Pubsub => self.output_limits.set(ClientClass::Pubsub, limit),
+                LimitClass::Replica => *self.replica_limit.write() = limit,
+            }
+        }
+        Ok(())
+    }
+
+    /// `client-output-buffer-limit` as CONFIG GET shows it (bytes, Redis's order and names).
+    pub fn output_limits_text(&self) -> String {
+        let format = |name: &str, limit: OutputLimit| {
+            format!(
+                "{name} {} {} {}",
+                limit.hard_bytes, limit.soft_bytes, limit.soft_seconds
+            )
+        };
+        [
+            format("normal", self.output_limits.get(ClientClass::Normal)),
+            format("slave", *self.replica_limit.read()),
+            format("pubsub", self.output_limits.get(ClientClass::Pubsub)),
+        ]
+        .join(" ")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn memory_units_like_redis() {
+        assert_eq!(parse_memory("100"), Ok(100));
+        assert_eq!(parse_memory("1k"), Ok(1000));
+        assert_eq!(parse_memory("1KB"), Ok(1024));
+        assert_eq!(parse_memory("32mb"), Ok(32 * 1024 * 1024));
+        assert_eq!(parse_memory("2g"), Ok(2_000_000_000));
+        assert_eq!(parse_memory("mb"), Err(ConfigError::BadMemory));
+        assert_eq!(parse_memory("-1"), Err(ConfigError::BadMemory));
+        assert_eq!(parse_memory("12xb"), Err(ConfigError::BadMemory));
+        assert_eq!(
+            parse_memory("99999999999999999999gb"),
+            Err(ConfigError::BadMemory)
+        );
+    }
+
+    #[test]
+    fn output_limit_classes() {
+        let parsed = parse_output_limits("pubsub 32mb 8mb 60 normal 0 0 0").expect("valid");
+        assert_eq!(parsed[0].0, LimitClass::Pubsub);
+        assert_eq!(parsed[0].1.hard_bytes, 32 * 1024 * 1024);
+        assert_eq!(parsed[1].0, LimitClass::Normal);
+        assert_eq!(
+            parse_output_limits("pubsub 1 2"),
+            Err(ConfigError::BadLimitArity)
+        );
+        assert_eq!(
+            parse_output_limits("bogus 1 2 3"),
+            Err(ConfigError::BadClientClass)
+        );
+        assert_eq!(
+            parse_output_limits("pubsub 1 2 x"),
+            Err(ConfigError::BadInteger)
+        );
+    }
+
+    #[test]
+    fn defaults_validate_and_round_trip() {
+        let runtime = ServerConfig::default()
+            .validate()
+            .expect("defaults are valid");
+        assert_eq!(
+            runtime.output_limits_text(),
+            "normal 0 0 0 slave 268435456 67108864 60 pubsub 33554432 8388608 60"
+        );
+        assert_eq!(runtime.proto_max_bulk_len(), 512 * 1024 * 1024);
+        assert!(!runtime.auth_required());
+    }
+
+    #[test]
+    fn toml_keys_are_flag_names() {
+        let config: ServerConfig = toml::from_str(
+            "port = 7000\nrequirepass = \"s3cret\"\nclient-output-buffer-limit = \"pubsub 1mb 0 0\"\n",
+        )
+        .expect("valid toml");
+        assert_eq!(config.port, 7000);
+        assert_eq!(config.requirepass.as_deref(), Some("s3cret"));
+        let runtime = config.validate().expect("valid");
+        assert_eq!(
+            runtime.output_limits().get(ClientClass::Pubsub).hard_bytes,
+            1024 * 1024
+        );
+        assert!(toml::from_str::<ServerConfig>("nonsense = 1").is_err());
+    }
+
+    #[test]
+    fn ranges_are_enforced() {
+        let runtime = RuntimeConfig::default();
+        assert!(runtime.set_proto_max_bulk_len("1k").is_err());
+        assert!(runtime.set_query_buffer_limit("10").is_err());
+        assert!(runtime.set_maxclients(0).is_err());
+        runtime.set_requirepass(Some(String::new()));
+        assert!(!runtime.auth_required());
+    }
+}

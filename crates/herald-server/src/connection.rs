@@ -1,0 +1,186 @@
+//! One client connection: a reader that parses and executes requests, and a writer task
+//! ([`crate::writer`]) that drains the client's outbox.
+//!
+//! The reader parses every complete request in its buffer, executes them in order and
+//! appends their replies to one frame, so a pipeline costs one outbox append and one
+//! write. While it executes, the outbox holds deliveries back so that a command's reply
+//! precedes the messages it caused for this same client. It stops reading while the
+//! client's unread output exceeds [`READ_PAUSE_OUTPUT_BYTES`] (TCP backpressure for
+//! clients that send without reading), and closes clients whose unparsed input exceeds
+//! `client-query-buffer-limit`.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::BytesMut;
+use herald_engine::{CloseReason, Outbox};
+use herald_proto::RequestParser;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use crate::clients::ClientHandle;
+use crate::server::Shared;
+use crate::session::{Flow, Session};
+use crate::stats::ServerStats;
+use crate::writer::{self, ProtocolCell};
+
+/// Initial read buffer size.
+const READ_BUFFER_BYTES: usize = 16 * 1024;
+/// Largest single reservation made for a bulk the parser is waiting for; bigger bulks
+/// grow the buffer as their bytes arrive instead of trusting the declared length.
+const MAX_RESERVE_BYTES: usize = 1024 * 1024;
+/// Unread output above which the reader stops reading the client's requests.
+pub const READ_PAUSE_OUTPUT_BYTES: usize = 4 * 1024 * 1024;
+/// How long a closing connection may take to flush its last replies.
+const CLOSE_FLUSH_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Serves one accepted connection until it closes.
+pub async fn serve(shared: Arc<Shared>, mut stream: TcpStream, peer: SocketAddr) {
+    ServerStats::add(&shared.stats.connections_received, 1);
+    let _ = stream.set_nodelay(true);
+    let local = stream.local_addr().unwrap_or(peer);
+    let id = shared.next_client_id();
+    let outbox = Arc::new(Outbox::new(id, Arc::clone(shared.config.output_limits())));
+    let handle = Arc::new(ClientHandle::new(id, peer, local, Arc::clone(&outbox)));
+    if shared
+        .clients
+        .register(Arc::clone(&handle), shared.config.maxclients())
+        .is_err()
+    {
+        ServerStats::add(&shared.stats.rejected_connections, 1);
+        tracing::warn!(%peer, "rejected connection: max number of clients reached");
+        let _ = stream
+            .write_all(b"-ERR max number of clients reached\r\n")
+            .await;
+        return;
+    }
+    tracing::debug!(client = %id, %peer, "accepted connection");
+    let (reader, socket_writer) = stream.into_split();
+    let protocol = Arc::new(ProtocolCell::default());
+    let writer = tokio::spawn(writer::run(
+        socket_writer,
+        Arc::clone(&outbox),
+        Arc::clone(&protocol),
+        Arc::clone(&shared),
+    ));
+    let mut session = Session::new(Arc::clone(&shared), Arc::clone(&handle), protocol);
+    let end = read_loop(&mut session, reader, &shared, &outbox).await;
+    session.teardown();
+    outbox.close_after_flush();
+    if tokio::time::timeout(CLOSE_FLUSH_TIMEOUT, writer)
+        .await
+        .is_err()
+    {
+        outbox.kill(CloseReason::Killed);
+    }
+    shared.clients.unregister(id);
+    report_close(&shared, &handle, end);
+}
+
+/// Why the read loop ended.
+#[derive(Debug)]
+enum ReadEnd {
+    PeerClosed,
+    ReadError(std::io::Error),
+    Flow,
+    ProtocolError(String),
+    QueryBufferLimit(usize),
+    Killed,
+}
+
+async fn read_loop(
+    session: &mut Session,
+    mut reader: tokio::net::tcp::OwnedReadHalf,
+    shared: &Shared,
+    outbox: &Outbox,
+) -> ReadEnd {
+    let mut buffer = BytesMut::with_capacity(READ_BUFFER_BYTES);
+    let mut parser = RequestParser::default();
+    loop {
+        outbox.hold();
+        let mut replies = BytesMut::new();
+        let mut end = None;
+        loop {
+            let limits = shared.config.request_limits();
+            let authenticated = session.is_authenticated();
+            match parser.parse(&mut buffer, &limits, authenticated) {
+                Ok(Some(request)) => {
+                    let flow = session.execute(request, &mut replies);
+                    if outbox.has_held() {
+                        outbox.push_frame(replies.split().freeze());
+                        outbox.release_held(true);
+                    }
+                    if flow == Flow::Close {
+                        end = Some(ReadEnd::Flow);
+                        break;
+                    }
+                }
+                Ok(None) => break,
+                Err(err) => {
+                    let text = err.to_string();
+                    session.reply_error(&mut replies, &format!("ERR {text}"));
+                    ServerStats::add(&shared.stats.protocol_errors, 1);
+                    end = Some(ReadEnd::ProtocolError(text));
+                    break;
+                }
+            }
+        }
+        outbox.push_frame(replies.freeze());
+        outbox.release_held(false);
+        if let Some(end) = end {
+            return end;
+        }
+        if outbox.is_killed() {
+            return ReadEnd::Killed;
+        }
+        // Complete requests were consumed above, so this is one unfinished request.
+        // Before AUTH the parser's limits already keep it under 200 KB, which is why
+        // Redis's separate 1 MB pre-auth query-buffer check has no counterpart here.
+        if buffer.len() > shared.config.query_buffer_limit() {
+            ServerStats::add(&shared.stats.query_limit_disconnections, 1);
+            return ReadEnd::QueryBufferLimit(buffer.len());
+        }
+        if outbox.queued_bytes() > READ_PAUSE_OUTPUT_BYTES {
+            outbox.space_below(READ_PAUSE_OUTPUT_BYTES / 2).await;
+        }
+        let wanted = parser.pending_bulk_hint().min(MAX_RESERVE_BYTES);
+        buffer.reserve(wanted.max(READ_BUFFER_BYTES / 4));
+        tokio::select! {
+            read = reader.read_buf(&mut buffer) => match read {
+                Ok(0) => return ReadEnd::PeerClosed,
+                Ok(n) => ServerStats::add(&shared.stats.net_input_bytes, n as u64),
+                Err(err) => return ReadEnd::ReadError(err),
+            },
+            _ = outbox.killed() => return ReadEnd::Killed,
+        }
+    }
+}
+
+fn report_close(shared: &Shared, handle: &ClientHandle, end: ReadEnd) {
+    let (id, peer) = (handle.id, handle.peer);
+    match (end, handle.outbox.close_reason()) {
+        (_, Some(reason)) if reason.is_output_limit() => {
+            ServerStats::add(&shared.stats.output_limit_disconnections, 1);
+            tracing::warn!(
+                client = %id, %peer, ?reason,
+                "client closed for overcoming of output buffer limits"
+            );
+        }
+        (ReadEnd::ProtocolError(text), _) => {
+            tracing::info!(client = %id, %peer, error = %text, "closed client after protocol error");
+        }
+        (ReadEnd::QueryBufferLimit(bytes), _) => {
+            tracing::warn!(
+                client = %id, %peer, bytes,
+                "closing client that reached max query buffer length"
+            );
+        }
+        (ReadEnd::ReadError(err), _) => {
+            tracing::debug!(client = %id, %peer, %err, "connection read failed");
+        }
+        (end, reason) => {
+            tracing::debug!(client = %id, %peer, ?end, ?reason, "connection closed");
+        }
+    }
+}

@@ -1,0 +1,211 @@
+//! The listener: binds, accepts, runs the cron, and shuts down cleanly.
+//!
+//! [`Shared`] is everything connections share: the engine, the run-time configuration,
+//! the client table and the counters. It is created once per server and handed to every
+//! connection as an `Arc`; each field documents its own locking.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use herald_engine::{ClientId, CloseReason, Engine};
+use tokio::net::TcpListener;
+use tokio_util::task::TaskTracker;
+
+use crate::clients::ClientTable;
+use crate::config::{RuntimeConfig, ServerConfig, DEFAULT_HZ};
+use crate::connection;
+use crate::stats::ServerStats;
+
+/// How long shutdown waits for connections to finish after closing them.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+/// Failure to start the server.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    /// A configuration value is invalid.
+    #[error("invalid configuration: {0}")]
+    Config(#[from] crate::config::ConfigError),
+    /// A listen address could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// No listen address was configured.
+    #[error("no bind address configured")]
+    NoBindAddress,
+}
+
+/// State shared by all connections.
+#[derive(Debug)]
+pub struct Shared {
+    /// The pub/sub engine.
+    pub engine: Engine,
+    /// Parameters CONFIG SET may change.
+    pub config: RuntimeConfig,
+    /// Connected clients.
+    pub clients: ClientTable,
+    /// Counters.
+    pub stats: ServerStats,
+    /// When the server started.
+    pub started: Instant,
+    /// Random 40-hex-digit id of this run (INFO run_id).
+    pub run_id: String,
+    /// The TCP port actually bound.
+    pub port: u16,
+    /// The addresses bound, as configured.
+    pub bind: Vec<SocketAddr>,
+    next_client_id: AtomicU64,
+}
+
+impl Shared {
+    /// A fresh client id (ids start at 1 and are never reused).
+    pub fn next_client_id(&self) -> ClientId {
+        ClientId(self.next_client_id.fetch_add(1, Ordering::Relaxed))
+    }
+
+    /// Seconds since start.
+    pub fn uptime(&self) -> Duration {
+        self.started.elapsed()
+    }
+}
+
+/// A bound, not yet running server.
+#[derive(Debug)]
+pub struct Server {
+    listeners: Vec<TcpListener>,
+    shared: Arc<Shared>,
+}
+
+impl Server {
+    /// Validates `config` and binds every listen address. With port 0 the first address
+    /// picks a free port and the others reuse it.
+    pub async fn bind(config: &ServerConfig) -> Result<Server, ServerError> {
+        let runtime = config.validate()?;
+        if config.bind.is_empty() {
+            return Err(ServerError::NoBindAddress);
+        }
+        let mut listeners = Vec::new();
+        let mut port = config.port;
+        for ip in &config.bind {
+            let addr = SocketAddr::new(*ip, port);
+            let listener = TcpListener::bind(addr)
+                .await
+                .map_err(|source| ServerError::Bind { addr, source })?;
+            port = listener
+                .local_addr()
+                .map_err(|source| ServerError::Bind { addr, source })?
+                .port();
+            listeners.push(listener);
+        }
+        let bind = listeners
+            .iter()
+            .filter_map(|listener| listener.local_addr().ok())
+            .collect();
+        let shared = Arc::new(Shared {
+            engine: Engine::new(),
+            config: runtime,
+            clients: ClientTable::default(),
+            stats: ServerStats::default(),
+            started: Instant::now(),
+            run_id: random_run_id(),
+            port,
+            bind,
+            next_client_id: AtomicU64::new(1),
+        });
+        Ok(Server { listeners, shared })
+    }
+
+    /// The addresses the server listens on.
+    pub fn local_addrs(&self) -> &[SocketAddr] {
+        &self.shared.bind
+    }
+
+    /// The shared state (for embedding and tests).
+    pub fn shared(&self) -> &Arc<Shared> {
+        &self.shared
+    }
+
+    /// Serves until `shutdown` resolves, then closes every connection and waits (at most
+    /// [`SHUTDOWN_GRACE`]) for them to finish.
+    pub async fn run(self, shutdown: impl Future<Output = ()>) {
+        let tracker = TaskTracker::new();
+        let mut accept_loops = Vec::new();
+        for listener in self.listeners {
+            let shared = Arc::clone(&self.shared);
+            let connections = tracker.clone();
+            accept_loops.push(tokio::spawn(accept_loop(listener, shared, connections)));
+        }
+        let cron = tokio::spawn(cron(Arc::clone(&self.shared)));
+        for addr in &self.shared.bind {
+            tracing::info!(%addr, "ready to accept connections");
+        }
+        shutdown.await;
+        tracing::info!("shutting down: closing listeners and connections");
+        for task in accept_loops {
+            task.abort();
+        }
+        cron.abort();
+        for client in self.shared.clients.snapshot() {
+            client.outbox.kill(CloseReason::Killed);
+        }
+        tracker.close();
+        if tokio::time::timeout(SHUTDOWN_GRACE, tracker.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!("some connections did not finish within the shutdown grace period");
+        }
+        tracing::info!("Herald is now ready to exit, bye bye...");
+    }
+}
+
+async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, connections: TaskTracker) {
+    loop {
+        match listener.accept().await {
+            Ok((stream, peer)) => {
+                let shared = Arc::clone(&shared);
+                connections.spawn(connection::serve(shared, stream, peer));
+            }
+            Err(err) => {
+                // Out of file descriptors and the like: back off instead of spinning.
+                tracing::warn!(%err, "accept failed");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+}
+
+/// Periodic work: enforces soft output limits on clients nobody publishes to any more.
+async fn cron(shared: Arc<Shared>) {
+    let mut tick = tokio::time::interval(Duration::from_millis(1000 / u64::from(DEFAULT_HZ)));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let now = Instant::now();
+        for client in shared.clients.snapshot() {
+            client.outbox.enforce_limits(now);
+        }
+    }
+}
+
+fn random_run_id() -> String {
+    use rand::Rng;
+    let mut rng = rand::rng();
+    (0..40)
+        .map(|_| char::from_digit(rng.random_range(0..16), 16).unwrap_or('0'))
+        .collect()
+}
+
+/// Microseconds since the Unix epoch (TIME, INFO server_time_usec).
+pub fn unix_time_micros() -> u128 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|elapsed| elapsed.as_micros())
+        .unwrap_or(0)
+}

@@ -1,0 +1,295 @@
+//! A connection's session: protocol version, authentication, selected database,
+//! subscriptions and reply mode, and the checks every command passes before it runs.
+//!
+//! The session is a state machine, not a nested subscribe loop: in RESP2 a client with
+//! subscriptions may only run the commands flagged as allowed in that context; in RESP3
+//! it may run anything while pushes arrive. The session owns the client → subscriptions
+//! half of the two-way index; the engine owns the other half.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::{Bytes, BytesMut};
+use herald_engine::{ClientClass, Outbox, Scope};
+use herald_proto::{Protocol, ReplyWriter, Request};
+use indexmap::IndexSet;
+
+use crate::clients::ClientHandle;
+use crate::command::{self, CommandSpec, Resolved};
+use crate::server::Shared;
+use crate::stats::ServerStats;
+use crate::writer::ProtocolCell;
+
+/// What the connection does after a command.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Flow {
+    /// Keep reading requests.
+    Continue,
+    /// Flush the replies so far and close (QUIT, CLIENT KILL of oneself).
+    Close,
+}
+
+/// CLIENT REPLY state.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReplyMode {
+    /// Replies are sent.
+    On,
+    /// Replies are suppressed until CLIENT REPLY ON.
+    Off,
+    /// The next command's reply is suppressed.
+    SkipNext,
+}
+
+/// Where a command writes: its reply (suppressible by CLIENT REPLY) and pushes
+/// (subscription confirmations, never suppressed) share one ordered buffer.
+#[derive(Debug)]
+pub struct Output<'a> {
+    buffer: &'a mut BytesMut,
+    discarded: BytesMut,
+    suppressed: bool,
+    protocol: Protocol,
+}
+
+impl<'a> Output<'a> {
+    fn new(buffer: &'a mut BytesMut, protocol: Protocol, suppressed: bool) -> Self {
+        Output {
+            buffer,
+            discarded: BytesMut::new(),
+            suppressed,
+            protocol,
+        }
+    }
+
+    /// The writer for the command's reply.
+    pub fn reply(&mut self) -> ReplyWriter<'_> {
+        if self.suppressed {
+            self.discarded.clear();
+            ReplyWriter::new(&mut self.discarded, self.protocol)
+        } else {
+            ReplyWriter::new(self.buffer, self.protocol)
+        }
+    }
+
+    /// The writer for pushes that CLIENT REPLY OFF/SKIP must not suppress.
+    pub fn push(&mut self) -> ReplyWriter<'_> {
+        ReplyWriter::new(self.buffer, self.protocol)
+    }
+
+    /// Shorthand for an error reply.
+    pub fn error(&mut self, text: &str) {
+        self.reply().error(text);
+    }
+
+    /// Shorthand for `+OK`.
+    pub fn ok(&mut self) {
+        self.reply().ok();
+    }
+
+    /// Changes suppression mid-command (CLIENT REPLY ON must be answered).
+    pub fn set_suppressed(&mut self, suppressed: bool) {
+        self.suppressed = suppressed;
+    }
+
+    /// Switches the encoding of the rest of this command's output (HELLO).
+    pub fn set_protocol(&mut self, protocol: Protocol) {
+        self.protocol = protocol;
+    }
+}
+
+/// The subscriptions of one client, in subscription order.
+#[derive(Debug, Default)]
+pub struct Subscriptions {
+    /// SUBSCRIBE channels.
+    pub channels: IndexSet<Bytes>,
+    /// PSUBSCRIBE patterns.
+    pub patterns: IndexSet<Bytes>,
+    /// SSUBSCRIBE shard channels.
+    pub shard_channels: IndexSet<Bytes>,
+}
+
+impl Subscriptions {
+    /// Channels plus patterns: the count SUBSCRIBE/PSUBSCRIBE confirmations report.
+    pub fn classic_count(&self) -> usize {
+        self.channels.len() + self.patterns.len()
+    }
+
+    /// Subscriptions of every kind.
+    pub fn total(&self) -> usize {
+        self.classic_count() + self.shard_channels.len()
+    }
+}
+
+/// One connection's state.
+#[derive(Debug)]
+pub struct Session {
+    /// Server-wide state.
+    pub shared: Arc<Shared>,
+    /// This client as others see it.
+    pub handle: Arc<ClientHandle>,
+    protocol_cell: Arc<ProtocolCell>,
+    /// Protocol version of replies.
+    pub protocol: Protocol,
+    /// True once AUTH/HELLO AUTH succeeded, or when no password is set.
+    pub authenticated: bool,
+    /// CLIENT SETNAME.
+    pub name: Option<Bytes>,
+    /// SELECTed database.
+    pub db: usize,
+    /// What this client is subscribed to.
+    pub subscriptions: Subscriptions,
+    /// CLIENT REPLY state.
+    pub reply_mode: ReplyMode,
+    /// CLIENT SETINFO LIB-NAME.
+    pub lib_name: Option<Bytes>,
+    /// CLIENT SETINFO LIB-VER.
+    pub lib_ver: Option<Bytes>,
+    /// Full name of the command being run (CLIENT LIST `cmd=`).
+    current_command: &'static str,
+}
+
+impl Session {
+    /// A fresh session (RESP2, db 0, authenticated only when no password is set).
+    pub fn new(
+        shared: Arc<Shared>,
+        handle: Arc<ClientHandle>,
+        protocol_cell: Arc<ProtocolCell>,
+    ) -> Self {
+        Session {
+            authenticated: false,
+            shared,
+            handle,
+            protocol_cell,
+            protocol: Protocol::Resp2,
+            name: None,
+            db: 0,
+            subscriptions: Subscriptions::default(),
+            reply_mode: ReplyMode::On,
+            lib_name: None,
+            lib_ver: None,
+            current_command: "NULL",
+        }
+    }
+
+    /// True when the client may run commands: it authenticated, or no password is set.
+    pub fn is_authenticated(&self) -> bool {
+        self.authenticated || !self.shared.config.auth_required()
+    }
+
+    /// This client's outbox.
+    pub fn outbox(&self) -> &Arc<Outbox> {
+        &self.handle.outbox
+    }
+
+    /// Switches the protocol for replies and for deliveries encoded from now on.
+    pub fn set_protocol(&mut self, protocol: Protocol) {
+        self.protocol = protocol;
+        self.protocol_cell.set(protocol);
+    }
+
+    /// Writes an error that CLIENT REPLY does not suppress (protocol errors close the
+    /// connection; the client must see why).
+    pub fn reply_error(&self, buffer: &mut BytesMut, text: &str) {
+        ReplyWriter::new(buffer, self.protocol).error(text);
+    }
+
+    /// Runs one request, appending its output to `buffer`.
+    pub fn execute(&mut self, request: Request, buffer: &mut BytesMut) -> Flow {
+        ServerStats::add(&self.shared.stats.commands_processed, 1);
+        let skip_this = self.reply_mode == ReplyMode::SkipNext;
+        let suppressed = skip_this || self.reply_mode == ReplyMode::Off;
+        let mut out = Output::new(buffer, self.protocol, suppressed);
+        let args = request.into_args();
+        let (flow, full_name) = match command::resolve(&args) {
+            Resolved::Command(spec) => {
+                self.current_command = spec.full_name;
+                (self.run(spec, &mut out, &args), spec.full_name)
+            }
+            Resolved::Rejected { error, full_name } => {
+                out.error(&error);
+                (Flow::Continue, full_name)
+            }
+        };
+        if skip_this && self.reply_mode == ReplyMode::SkipNext {
+            self.reply_mode = ReplyMode::On;
+        }
+        self.mirror(full_name);
+        flow
+    }
+
+    fn run(&mut self, spec: &'static CommandSpec, out: &mut Output<'_>, args: &[Bytes]) -> Flow {
+        if !spec.no_auth() && !self.is_authenticated() {
+            out.error("NOAUTH Authentication required.");
+            return Flow::Continue;
+        }
+        if self.protocol == Protocol::Resp2
+            && self.subscriptions.total() > 0
+            && !spec.allowed_while_subscribed()
+        {
+            out.error(&format!(
+                "ERR Can't execute '{}': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / RESET are allowed in this context",
+                spec.full_name
+            ));
+            return Flow::Continue;
+        }
+        match spec.handler {
+            Some(handler) => handler(self, out, args),
+            // `command::resolve` never returns a container without its subcommand.
+            None => {
+                out.error(&command::wrong_arity(spec.full_name));
+                Flow::Continue
+            }
+        }
+    }
+
+    /// Publishes this session's fields now (before CLIENT LIST/INFO describe it).
+    pub fn mirror_now(&self) {
+        self.mirror(self.current_command);
+    }
+
+    /// Publishes the fields other connections read (CLIENT LIST) after each command.
+    fn mirror(&self, last_command: &'static str) {
+        let mut meta = self.handle.meta.lock();
+        meta.name.clone_from(&self.name);
+        meta.db = self.db;
+        meta.channels = self.subscriptions.channels.len();
+        meta.patterns = self.subscriptions.patterns.len();
+        meta.shard_channels = self.subscriptions.shard_channels.len();
+        meta.last_command = last_command;
+        meta.last_active = Instant::now();
+        meta.protocol = self.protocol;
+        meta.lib_name.clone_from(&self.lib_name);
+        meta.lib_ver.clone_from(&self.lib_ver);
+        meta.user = "default";
+    }
+
+    /// Keeps the outbox's limit class in step with the subscription count.
+    pub fn update_client_class(&self) {
+        let class = if self.subscriptions.total() > 0 {
+            ClientClass::Pubsub
+        } else {
+            ClientClass::Normal
+        };
+        self.outbox().set_class(class);
+    }
+
+    /// Drops every subscription (RESET, disconnect) without sending confirmations.
+    pub fn drop_subscriptions(&mut self) {
+        let id = self.handle.id;
+        let engine = &self.shared.engine;
+        for channel in self.subscriptions.channels.drain(..) {
+            engine.unsubscribe(Scope::Classic, &channel, id);
+        }
+        for channel in self.subscriptions.shard_channels.drain(..) {
+            engine.unsubscribe(Scope::Shard, &channel, id);
+        }
+        for pattern in self.subscriptions.patterns.drain(..) {
+            engine.punsubscribe(&pattern, id);
+        }
+        self.update_client_class();
+    }
+
+    /// Cleans up when the connection ends.
+    pub fn teardown(&mut self) {
+        self.drop_subscriptions();
+    }
+}
