@@ -13,6 +13,10 @@ const CONNECTION: CommandSpec = CommandSpec {
     ..BASE
 };
 
+/// Flags of the commands a client may send before it is authenticated.
+const HANDSHAKE_FLAGS: u32 =
+    flag::NOSCRIPT | flag::LOADING | flag::STALE | flag::FAST | flag::NO_AUTH | flag::ALLOW_BUSY;
+
 /// `PING [message]`
 pub const PING: CommandSpec = CommandSpec {
     name: "ping",
@@ -63,13 +67,7 @@ pub const RESET: CommandSpec = CommandSpec {
     name: "reset",
     full_name: "reset",
     arity: 1,
-    flags: flag::NOSCRIPT
-        | flag::LOADING
-        | flag::STALE
-        | flag::FAST
-        | flag::NO_AUTH
-        | flag::ALLOW_BUSY
-        | flag::SUBSCRIBED_OK,
+    flags: HANDSHAKE_FLAGS | flag::SUBSCRIBED_OK,
     since: "6.2.0",
     summary: "Resets the connection.",
     handler: Some(reset),
@@ -81,12 +79,7 @@ pub const HELLO: CommandSpec = CommandSpec {
     name: "hello",
     full_name: "hello",
     arity: -1,
-    flags: flag::NOSCRIPT
-        | flag::LOADING
-        | flag::STALE
-        | flag::FAST
-        | flag::NO_AUTH
-        | flag::ALLOW_BUSY,
+    flags: HANDSHAKE_FLAGS,
     since: "6.0.0",
     summary: "Handshakes with the Redis server.",
     handler: Some(hello),
@@ -98,12 +91,7 @@ pub const AUTH: CommandSpec = CommandSpec {
     name: "auth",
     full_name: "auth",
     arity: -2,
-    flags: flag::NOSCRIPT
-        | flag::LOADING
-        | flag::STALE
-        | flag::FAST
-        | flag::NO_AUTH
-        | flag::ALLOW_BUSY,
+    flags: HANDSHAKE_FLAGS,
     summary: "Authenticates the connection.",
     complexity: "O(N) where N is the number of passwords defined for the user",
     handler: Some(auth),
