@@ -7,7 +7,7 @@
 
 use std::net::IpAddr;
 use std::path::Path;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use herald_engine::{ClientClass, OutputLimit, OutputLimits};
@@ -211,6 +211,8 @@ impl ServerConfig {
 #[derive(Debug)]
 pub struct RuntimeConfig {
     requirepass: RwLock<Option<String>>,
+    /// Mirrors `requirepass.is_some()`: read on every request, so kept lock-free.
+    auth_required: AtomicBool,
     maxclients: AtomicUsize,
     proto_max_bulk_len: AtomicUsize,
     query_buffer_limit: AtomicUsize,
@@ -222,6 +224,7 @@ impl Default for RuntimeConfig {
     fn default() -> Self {
         RuntimeConfig {
             requirepass: RwLock::new(None),
+            auth_required: AtomicBool::new(false),
             maxclients: AtomicUsize::new(DEFAULT_MAXCLIENTS),
             proto_max_bulk_len: AtomicUsize::new(PROTO_MAX_BULK_LEN_BYTES),
             query_buffer_limit: AtomicUsize::new(DEFAULT_QUERY_BUFFER_LIMIT_BYTES),
@@ -243,12 +246,16 @@ impl RuntimeConfig {
 
     /// True when clients must authenticate.
     pub fn auth_required(&self) -> bool {
-        self.requirepass.read().is_some()
+        self.auth_required.load(Ordering::Relaxed)
     }
 
     /// Sets or clears (`None` or empty) the password.
     pub fn set_requirepass(&self, password: Option<String>) {
-        *self.requirepass.write() = password.filter(|p| !p.is_empty());
+        let password = password.filter(|p| !p.is_empty());
+        let mut current = self.requirepass.write();
+        self.auth_required
+            .store(password.is_some(), Ordering::Relaxed);
+        *current = password;
     }
 
     /// Most clients at once.

@@ -101,11 +101,13 @@ async fn read_loop(
         outbox.hold();
         let mut replies = BytesMut::new();
         let mut end = None;
+        let mut executed = 0u64;
         loop {
             let limits = shared.config.request_limits();
             let authenticated = session.is_authenticated();
             match parser.parse(&mut buffer, &limits, authenticated) {
                 Ok(Some(request)) => {
+                    executed += 1;
                     let flow = session.execute(request, &mut replies);
                     if outbox.has_held() {
                         outbox.push_frame(replies.split().freeze());
@@ -125,6 +127,13 @@ async fn read_loop(
                     break;
                 }
             }
+        }
+        if executed > 0 {
+            // Once per batch: the counter and the handle are shared with every core.
+            // Before the replies go out, so a client that saw its reply also sees
+            // itself updated in CLIENT LIST from another connection.
+            ServerStats::add(&shared.stats.commands_processed, executed);
+            session.mirror_now();
         }
         outbox.push_frame(replies.freeze());
         outbox.release_held(false);

@@ -17,7 +17,6 @@ use indexmap::IndexSet;
 use crate::clients::ClientHandle;
 use crate::command::{self, CommandSpec, Resolved};
 use crate::server::Shared;
-use crate::stats::ServerStats;
 use crate::writer::ProtocolCell;
 
 /// What the connection does after a command.
@@ -194,7 +193,6 @@ impl Session {
 
     /// Runs one request, appending its output to `buffer`.
     pub fn execute(&mut self, request: Request, buffer: &mut BytesMut) -> Flow {
-        ServerStats::add(&self.shared.stats.commands_processed, 1);
         let skip_this = self.reply_mode == ReplyMode::SkipNext;
         let suppressed = skip_this || self.reply_mode == ReplyMode::Off;
         let mut out = Output::new(buffer, self.protocol, suppressed);
@@ -212,7 +210,7 @@ impl Session {
         if skip_this && self.reply_mode == ReplyMode::SkipNext {
             self.reply_mode = ReplyMode::On;
         }
-        self.mirror(full_name);
+        self.current_command = full_name;
         flow
     }
 
@@ -241,13 +239,11 @@ impl Session {
         }
     }
 
-    /// Publishes this session's fields now (before CLIENT LIST/INFO describe it).
+    /// Publishes the fields other connections read (CLIENT LIST, INFO) into the
+    /// client's handle. The connection calls it once per batch of pipelined requests,
+    /// and CLIENT LIST/INFO call it first so the caller sees itself up to date.
     pub fn mirror_now(&self) {
-        self.mirror(self.current_command);
-    }
-
-    /// Publishes the fields other connections read (CLIENT LIST) after each command.
-    fn mirror(&self, last_command: &'static str) {
+        let last_command = self.current_command;
         let mut meta = self.handle.meta.lock();
         meta.name.clone_from(&self.name);
         meta.db = self.db;
