@@ -50,6 +50,9 @@ impl Outgoing {
     }
 }
 
+/// Queue slots kept after a burst drains; more are released.
+const RETAINED_QUEUE_CAPACITY: usize = 1024;
+
 /// Which output limit applies, as Redis's `client-output-buffer-limit` classes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ClientClass {
@@ -324,6 +327,10 @@ impl Outbox {
             out.push(entry);
         }
         state.queued_bytes = state.queued_bytes.saturating_sub(taken);
+        if state.queue.is_empty() && state.queue.capacity() > RETAINED_QUEUE_CAPACITY {
+            // A burst grew the ring; give the memory back once the client caught up.
+            state.queue.shrink_to(RETAINED_QUEUE_CAPACITY);
+        }
         self.queued_bytes
             .store(state.queued_bytes, Ordering::Relaxed);
         drop(state);
@@ -498,6 +505,16 @@ mod tests {
         assert_eq!(taken.len(), 2);
         assert!(matches!(taken[0], Outgoing::Frame(_)));
         assert_eq!(outbox.queued_bytes(), 0);
+    }
+
+    #[test]
+    fn a_drained_burst_gives_its_memory_back() {
+        let outbox = outbox_with(ClientClass::Normal, OutputLimit::default());
+        for _ in 0..100_000 {
+            outbox.deliver(delivery(b"x"));
+        }
+        drain(&outbox);
+        assert!(outbox.state.lock().queue.capacity() <= RETAINED_QUEUE_CAPACITY);
     }
 
     #[test]
