@@ -251,12 +251,25 @@ async fn client_reply_off_still_delivers_confirmations_and_messages() {
 async fn reset_drops_subscriptions_and_returns_to_resp2() {
     let server = TestServer::start().await;
     let mut c = server.client().await;
+    c.cmd(&[b"CLIENT", b"SETNAME", b"before"]).await;
+    c.expect(b"+OK\r\n").await;
+    c.cmd(&[b"CLIENT", b"SETINFO", b"LIB-NAME", b"keepme"])
+        .await;
+    c.expect(b"+OK\r\n").await;
+    c.cmd(&[b"SELECT", b"3"]).await;
+    c.expect(b"+OK\r\n").await;
     c.cmd(&[b"PSUBSCRIBE", b"p*"]).await;
     c.expect(&confirm('*', "psubscribe", "p*", 1)).await;
     c.cmd(&[b"RESET"]).await;
     c.expect(b"+RESET\r\n").await;
     c.cmd(&[b"ECHO", b"ok"]).await;
     c.expect(b"$2\r\nok\r\n").await;
+    // The name and database are reset; the library name stays (Redis 7.2+).
+    c.cmd(&[b"CLIENT", b"INFO"]).await;
+    let info = String::from_utf8(c.read_bulk().await).unwrap();
+    for field in [" name= ", " db=0 ", " psub=0 ", " lib-name=keepme "] {
+        assert!(info.contains(field), "{field} missing from {info}");
+    }
     let mut p = server.client().await;
     p.cmd(&[b"PUBLISH", b"pq", b"x"]).await;
     p.expect(b":0\r\n").await;
