@@ -1,0 +1,457 @@
+//! Logical databases: keys, values and their expiry times.
+//!
+//! A [`Db`] keeps entries in an `IndexMap`, so RANDOMKEY and the active expiry cycle can
+//! pick uniformly at random in O(1), and the keys that carry an expiry time in a separate
+//! `IndexSet` that the active cycle samples, as Redis samples its `expires` dict.
+//! Expired keys are removed lazily when touched and actively by [`Keyspace::active_expire_cycle`].
+//!
+//! Locking: the sixteen databases live in one [`Keyspace`] behind one `parking_lot::Mutex`
+//! ([`Store`]): commands that span databases (MOVE, SWAPDB, COPY ... DB, MULTI/EXEC with
+//! SELECT) need them together, and each operation is short and never awaits. Pub/sub does
+//! not take this lock.
+
+use bytes::Bytes;
+use herald_engine::Glob;
+use indexmap::{IndexMap, IndexSet};
+use parking_lot::{Mutex, MutexGuard};
+use rand::Rng;
+
+use crate::error::StoreError;
+use crate::value::Value;
+
+/// Logical databases, as Redis's default `databases 16`.
+pub const DATABASES: usize = 16;
+
+/// Keys the active expiry cycle examines per database per run (Redis:
+/// `ACTIVE_EXPIRE_CYCLE_KEYS_PER_LOOP`).
+pub const ACTIVE_EXPIRE_SAMPLES: usize = 20;
+/// The cycle repeats on a database while more than this share of its sample was expired
+/// (Redis: 10 %), up to [`ACTIVE_EXPIRE_MAX_ROUNDS`] times.
+const ACTIVE_EXPIRE_REPEAT_PERCENT: usize = 10;
+/// Bound on repeated sampling rounds per database per run, so one cycle stays short.
+pub const ACTIVE_EXPIRE_MAX_ROUNDS: usize = 16;
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Entry {
+    value: Value,
+    expires_at_ms: Option<u64>,
+}
+
+/// One logical database.
+#[derive(Debug, Default)]
+pub struct Db {
+    entries: IndexMap<Bytes, Entry>,
+    volatile: IndexSet<Bytes>,
+    expired_keys: u64,
+}
+
+/// A key's remaining life, as TTL/PTTL report it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Expiry {
+    /// The key does not exist.
+    Missing,
+    /// The key exists and never expires.
+    Persistent,
+    /// The key expires at this Unix time in milliseconds.
+    At(u64),
+}
+
+impl Db {
+    /// Keys stored, counting expired keys not yet reclaimed (as Redis's DBSIZE does).
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// True when no key is stored.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// Keys with an expiry time (INFO keyspace `expires=`).
+    pub fn volatile_len(&self) -> usize {
+        self.volatile.len()
+    }
+
+    /// Keys removed because they expired since start (INFO stats `expired_keys`).
+    pub fn expired_keys(&self) -> u64 {
+        self.expired_keys
+    }
+
+    /// Removes `key` if its time has come; true when it did.
+    fn expire_if_due(&mut self, key: &[u8], now_ms: u64) -> bool {
+        let due = self
+            .entries
+            .get(key)
+            .and_then(|entry| entry.expires_at_ms)
+            .is_some_and(|at| at <= now_ms);
+        if due {
+            self.entries.swap_remove(key);
+            self.volatile.swap_remove(key);
+            self.expired_keys += 1;
+        }
+        due
+    }
+
+    /// The live value of `key`.
+    pub fn get(&mut self, key: &[u8], now_ms: u64) -> Option<&Value> {
+        self.expire_if_due(key, now_ms);
+        self.entries.get(key).map(|entry| &entry.value)
+    }
+
+    /// The live value of `key`, for in-place changes (the expiry is kept).
+    pub fn get_mut(&mut self, key: &[u8], now_ms: u64) -> Option<&mut Value> {
+        self.expire_if_due(key, now_ms);
+        self.entries.get_mut(key).map(|entry| &mut entry.value)
+    }
+
+    /// True when `key` exists and has not expired.
+    pub fn contains(&mut self, key: &[u8], now_ms: u64) -> bool {
+        self.get(key, now_ms).is_some()
+    }
+
+    /// Stores `value` under `key`, replacing any value, with `expires_at_ms` as its expiry.
+    pub fn set(&mut self, key: Bytes, value: Value, expires_at_ms: Option<u64>) {
+        match expires_at_ms {
+            Some(_) => {
+                self.volatile.insert(key.clone());
+            }
+            None => {
+                self.volatile.swap_remove(&key);
+            }
+        }
+        self.entries.insert(
+            key,
+            Entry {
+                value,
+                expires_at_ms,
+            },
+        );
+    }
+
+    /// Replaces the value of `key`, keeping its expiry (a new key gets none).
+    pub fn set_keep_ttl(&mut self, key: Bytes, value: Value, now_ms: u64) {
+        let expiry = match self.expiry(&key, now_ms) {
+            Expiry::At(at) => Some(at),
+            Expiry::Missing | Expiry::Persistent => None,
+        };
+        self.set(key, value, expiry);
+    }
+
+    /// Removes `key`; its value if it was live.
+    pub fn remove(&mut self, key: &[u8], now_ms: u64) -> Option<Value> {
+        self.expire_if_due(key, now_ms);
+        self.volatile.swap_remove(key);
+        self.entries.swap_remove(key).map(|entry| entry.value)
+    }
+
+    /// The expiry of `key`.
+    pub fn expiry(&mut self, key: &[u8], now_ms: u64) -> Expiry {
+        self.expire_if_due(key, now_ms);
+        match self.entries.get(key) {
+            None => Expiry::Missing,
+            Some(Entry {
+                expires_at_ms: None,
+                ..
+            }) => Expiry::Persistent,
+            Some(Entry {
+                expires_at_ms: Some(at),
+                ..
+            }) => Expiry::At(*at),
+        }
+    }
+
+    /// Sets (`Some`) or clears (`None`) the expiry of a live key; false if it is missing.
+    /// An expiry at or before `now_ms` deletes the key at once, as Redis does.
+    pub fn set_expiry(&mut self, key: &[u8], expires_at_ms: Option<u64>, now_ms: u64) -> bool {
+        self.expire_if_due(key, now_ms);
+        let Some((stored, entry)) = self.entries.get_key_value_mut(key) else {
+            return false;
+        };
+        match expires_at_ms {
+            Some(at) if at <= now_ms => {
+                self.entries.swap_remove(key);
+                self.volatile.swap_remove(key);
+            }
+            Some(at) => {
+                entry.expires_at_ms = Some(at);
+                let stored = stored.clone();
+                self.volatile.insert(stored);
+            }
+            None => {
+                entry.expires_at_ms = None;
+                self.volatile.swap_remove(key);
+            }
+        }
+        true
+    }
+
+    /// Live keys matching `pattern` (KEYS).
+    pub fn keys(&mut self, pattern: &Glob, now_ms: u64) -> Vec<Bytes> {
+        self.entries
+            .iter()
+            .filter(|(key, entry)| {
+                entry.expires_at_ms.is_none_or(|at| at > now_ms) && pattern.matches(key)
+            })
+            .map(|(key, _)| key.clone())
+            .collect()
+    }
+
+    /// A random live key (RANDOMKEY).
+    pub fn random_key(&mut self, now_ms: u64) -> Option<Bytes> {
+        let mut rng = rand::rng();
+        // Expired keys met on the way are reclaimed; bounded so a database of expired keys
+        // cannot make this loop long.
+        for _ in 0..100 {
+            if self.entries.is_empty() {
+                return None;
+            }
+            let index = rng.random_range(0..self.entries.len());
+            let (key, entry) = self.entries.get_index(index)?;
+            if entry.expires_at_ms.is_none_or(|at| at > now_ms) {
+                return Some(key.clone());
+            }
+            let key = key.clone();
+            self.expire_if_due(&key, now_ms);
+        }
+        None
+    }
+
+    /// Removes every key.
+    pub fn clear(&mut self) {
+        self.entries = IndexMap::new();
+        self.volatile = IndexSet::new();
+    }
+
+    /// One round of active expiry on this database: samples keys with an expiry and
+    /// removes the expired ones, repeating while many of the sample were expired.
+    /// Returns how many keys it removed.
+    pub fn active_expire(&mut self, now_ms: u64) -> usize {
+        let mut rng = rand::rng();
+        let mut removed = 0;
+        for _ in 0..ACTIVE_EXPIRE_MAX_ROUNDS {
+            let samples = ACTIVE_EXPIRE_SAMPLES.min(self.volatile.len());
+            if samples == 0 {
+                break;
+            }
+            let mut expired_in_round = 0;
+            for _ in 0..samples {
+                if self.volatile.is_empty() {
+                    break;
+                }
+                let index = rng.random_range(0..self.volatile.len());
+                let Some(key) = self.volatile.get_index(index).cloned() else {
+                    break;
+                };
+                if self.expire_if_due(&key, now_ms) {
+                    expired_in_round += 1;
+                }
+            }
+            removed += expired_in_round;
+            if expired_in_round * 100 <= samples * ACTIVE_EXPIRE_REPEAT_PERCENT {
+                break;
+            }
+        }
+        removed
+    }
+}
+
+/// The sixteen databases.
+#[derive(Debug)]
+pub struct Keyspace {
+    dbs: Vec<Db>,
+}
+
+impl Default for Keyspace {
+    fn default() -> Self {
+        Keyspace {
+            dbs: (0..DATABASES).map(|_| Db::default()).collect(),
+        }
+    }
+}
+
+impl Keyspace {
+    /// Database `index`; `Err` outside 0..16.
+    pub fn db(&mut self, index: usize) -> Result<&mut Db, StoreError> {
+        self.dbs.get_mut(index).ok_or(StoreError::DbIndexOutOfRange)
+    }
+
+    /// Every database, for INFO keyspace.
+    pub fn dbs(&self) -> &[Db] {
+        &self.dbs
+    }
+
+    /// Removes every key of every database (FLUSHALL).
+    pub fn flush_all(&mut self) {
+        for db in &mut self.dbs {
+            db.clear();
+        }
+    }
+
+    /// Exchanges two databases (SWAPDB).
+    pub fn swap(&mut self, a: usize, b: usize) -> Result<(), StoreError> {
+        if a >= DATABASES || b >= DATABASES {
+            return Err(StoreError::DbIndexOutOfRange);
+        }
+        self.dbs.swap(a, b);
+        Ok(())
+    }
+
+    /// Moves `key` from database `from` to `to` (MOVE); false when it is missing in
+    /// `from` or already exists in `to`.
+    pub fn move_key(
+        &mut self,
+        key: &[u8],
+        from: usize,
+        to: usize,
+        now_ms: u64,
+    ) -> Result<bool, StoreError> {
+        if from >= DATABASES || to >= DATABASES {
+            return Err(StoreError::DbIndexOutOfRange);
+        }
+        if from == to {
+            return Err(StoreError::SameObject);
+        }
+        if self.dbs[to].contains(key, now_ms) {
+            return Ok(false);
+        }
+        let expiry = self.dbs[from].expiry(key, now_ms);
+        let Some(value) = self.dbs[from].remove(key, now_ms) else {
+            return Ok(false);
+        };
+        let at = match expiry {
+            Expiry::At(at) => Some(at),
+            Expiry::Missing | Expiry::Persistent => None,
+        };
+        self.dbs[to].set(Bytes::copy_from_slice(key), value, at);
+        Ok(true)
+    }
+
+    /// Runs active expiry over every database; returns the keys removed.
+    pub fn active_expire_cycle(&mut self, now_ms: u64) -> usize {
+        self.dbs.iter_mut().map(|db| db.active_expire(now_ms)).sum()
+    }
+
+    /// Expired keys reclaimed since start, all databases.
+    pub fn expired_keys(&self) -> u64 {
+        self.dbs.iter().map(Db::expired_keys).sum()
+    }
+}
+
+/// The keyspace behind its lock.
+#[derive(Debug, Default)]
+pub struct Store {
+    keyspace: Mutex<Keyspace>,
+}
+
+impl Store {
+    /// An empty store.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Locks the keyspace for one command (never held across an `.await`).
+    pub fn lock(&self) -> MutexGuard<'_, Keyspace> {
+        self.keyspace.lock()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn s(value: &str) -> Value {
+        Value::String(Bytes::copy_from_slice(value.as_bytes()))
+    }
+
+    fn k(key: &'static str) -> Bytes {
+        Bytes::from_static(key.as_bytes())
+    }
+
+    #[test]
+    fn lazy_expiry_on_access() {
+        let mut db = Db::default();
+        db.set(k("a"), s("1"), Some(1_000));
+        assert_eq!(db.get(b"a", 999), Some(&s("1")));
+        assert_eq!(db.get(b"a", 1_000), None);
+        assert_eq!(db.len(), 0);
+        assert_eq!(db.volatile_len(), 0);
+        assert_eq!(db.expired_keys(), 1);
+    }
+
+    #[test]
+    fn set_clears_or_keeps_ttl() {
+        let mut db = Db::default();
+        db.set(k("a"), s("1"), Some(5_000));
+        db.set_keep_ttl(k("a"), s("2"), 0);
+        assert_eq!(db.expiry(b"a", 0), Expiry::At(5_000));
+        db.set(k("a"), s("3"), None);
+        assert_eq!(db.expiry(b"a", 0), Expiry::Persistent);
+        assert_eq!(db.volatile_len(), 0);
+        assert_eq!(db.expiry(b"nope", 0), Expiry::Missing);
+    }
+
+    #[test]
+    fn expiry_in_the_past_deletes() {
+        let mut db = Db::default();
+        db.set(k("a"), s("1"), None);
+        assert!(db.set_expiry(b"a", Some(10), 10));
+        assert!(!db.contains(b"a", 10));
+        assert!(!db.set_expiry(b"a", Some(100), 10));
+    }
+
+    #[test]
+    fn active_expiry_reclaims_without_access() {
+        let mut db = Db::default();
+        for i in 0..10_000 {
+            db.set(Bytes::from(format!("k{i}")), s("v"), Some(100));
+        }
+        db.set(k("keep"), s("v"), Some(1_000_000));
+        let mut removed = 0;
+        for _ in 0..10_000 {
+            removed += db.active_expire(200);
+            if db.volatile_len() == 1 {
+                break;
+            }
+        }
+        assert_eq!(removed, 10_000);
+        assert_eq!(db.len(), 1);
+        assert!(db.contains(b"keep", 200));
+    }
+
+    #[test]
+    fn keys_skips_expired() {
+        let mut db = Db::default();
+        db.set(k("user:1"), s("a"), None);
+        db.set(k("user:2"), s("b"), Some(10));
+        db.set(k("other"), s("c"), None);
+        let keys = db.keys(&Glob::new(b"user:*"), 20);
+        assert_eq!(keys, vec![k("user:1")]);
+    }
+
+    #[test]
+    fn move_and_swap() {
+        let mut keyspace = Keyspace::default();
+        keyspace.db(0).unwrap().set(k("a"), s("1"), Some(99_999));
+        assert_eq!(keyspace.move_key(b"a", 0, 1, 0), Ok(true));
+        assert_eq!(keyspace.db(1).unwrap().expiry(b"a", 0), Expiry::At(99_999));
+        assert_eq!(keyspace.move_key(b"a", 0, 1, 0), Ok(false));
+        assert_eq!(
+            keyspace.move_key(b"a", 1, 1, 0),
+            Err(StoreError::SameObject)
+        );
+        keyspace.swap(0, 1).unwrap();
+        assert!(keyspace.db(0).unwrap().contains(b"a", 0));
+        assert!(keyspace.db(16).is_err());
+        assert_eq!(keyspace.swap(0, 16), Err(StoreError::DbIndexOutOfRange));
+    }
+
+    #[test]
+    fn random_key_returns_live_keys_only() {
+        let mut db = Db::default();
+        assert_eq!(db.random_key(0), None);
+        db.set(k("dead"), s("x"), Some(1));
+        assert_eq!(db.random_key(5), None);
+        db.set(k("live"), s("x"), None);
+        assert_eq!(db.random_key(5), Some(k("live")));
+    }
+}

@@ -1,0 +1,34 @@
+//! Store failures. `Display` is the exact Redis error text (code included), so the
+//! server can reply with it as is.
+
+/// Why an operation failed.
+#[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
+pub enum StoreError {
+    /// The key holds another type.
+    #[error("WRONGTYPE Operation against a key holding the wrong kind of value")]
+    WrongType,
+    /// The value or argument is not an integer in range.
+    #[error("ERR value is not an integer or out of range")]
+    NotInteger,
+    /// The value or argument is not a finite float.
+    #[error("ERR value is not a valid float")]
+    NotFloat,
+    /// INCR/DECR would overflow.
+    #[error("ERR increment or decrement would overflow")]
+    Overflow,
+    /// INCRBYFLOAT would produce NaN or infinity.
+    #[error("ERR increment would produce NaN or Infinity")]
+    NanOrInfinity,
+    /// A string would grow beyond `proto-max-bulk-len`.
+    #[error("ERR string exceeds maximum allowed size (proto-max-bulk-len)")]
+    StringTooLong,
+    /// RENAME and friends on a missing key.
+    #[error("ERR no such key")]
+    NoSuchKey,
+    /// A database index outside 0..16.
+    #[error("ERR DB index is out of range")]
+    DbIndexOutOfRange,
+    /// MOVE/COPY to the same database.
+    #[error("ERR source and destination objects are the same")]
+    SameObject,
+}

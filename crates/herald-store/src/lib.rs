@@ -1,0 +1,22 @@
+//! `herald-store`: the keyspace that messaging applications keep beside pub/sub.
+//!
+//! # Layout
+//! - [`value`]: the value types a key can hold.
+//! - [`db`]: one logical database (keys, values, expiry) and the [`Keyspace`] of
+//!   sixteen of them behind one lock ([`Store`]).
+//! - [`strings`]: string operations (SET options, INCR family, ranges).
+//! - [`error`]: failures with Redis's error texts.
+//!
+//! Time is always passed in (`now_ms`, Unix milliseconds) so expiry is deterministic
+//! under test. This crate knows nothing of sockets or RESP: the server parses commands,
+//! calls these operations and encodes the results. It never touches the pub/sub engine's
+//! locks: publishing does not wait for the keyspace.
+
+pub mod db;
+pub mod error;
+pub mod strings;
+pub mod value;
+
+pub use db::{Db, Keyspace, Store, DATABASES};
+pub use error::StoreError;
+pub use value::Value;
