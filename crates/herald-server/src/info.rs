@@ -21,6 +21,12 @@ const SECTIONS: &[&str] = &[
     "keyspace",
 ];
 
+/// INFO keyspace field names, one per database.
+const DB_NAMES: [&str; herald_store::DATABASES] = [
+    "db0", "db1", "db2", "db3", "db4", "db5", "db6", "db7", "db8", "db9", "db10", "db11", "db12",
+    "db13", "db14", "db15",
+];
+
 /// Which sections a request asks for (`INFO`, `INFO default|all|everything`, `INFO a b`).
 pub fn selected_sections(args: &[&str]) -> Vec<&'static str> {
     if args.is_empty() {
@@ -182,6 +188,10 @@ fn fields(shared: &Shared, section: &str) -> Vec<(&'static str, String)> {
                     "rejected_connections",
                     get(&stats.rejected_connections).to_string(),
                 ),
+                (
+                    "expired_keys",
+                    shared.store.lock().expired_keys().to_string(),
+                ),
                 ("pubsub_channels", engine.channels.to_string()),
                 ("pubsub_patterns", engine.patterns.to_string()),
                 ("pubsub_shardchannels", engine.shard_channels.to_string()),
@@ -209,7 +219,21 @@ fn fields(shared: &Shared, section: &str) -> Vec<(&'static str, String)> {
             ("connected_slaves", "0".to_owned()),
         ],
         "cluster" => vec![("cluster_enabled", "0".to_owned())],
-        // No keys until the keyspace lands: Redis prints the header alone when empty.
+        "keyspace" => {
+            let keyspace = shared.store.lock();
+            keyspace
+                .dbs()
+                .iter()
+                .enumerate()
+                .filter(|(_, db)| !db.is_empty())
+                .map(|(index, db)| {
+                    (
+                        DB_NAMES.get(index).copied().unwrap_or("db?"),
+                        format!("keys={},expires={},avg_ttl=0", db.len(), db.volatile_len()),
+                    )
+                })
+                .collect()
+        }
         _ => Vec::new(),
     }
 }

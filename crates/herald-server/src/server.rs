@@ -11,6 +11,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use herald_engine::{ClientId, CloseReason, Engine};
+use herald_store::Store;
 use tokio::net::TcpListener;
 use tokio_util::task::TaskTracker;
 
@@ -46,6 +47,8 @@ pub enum ServerError {
 pub struct Shared {
     /// The pub/sub engine.
     pub engine: Engine,
+    /// The keyspace.
+    pub store: Store,
     /// Parameters CONFIG SET may change.
     pub config: RuntimeConfig,
     /// Connected clients.
@@ -109,6 +112,7 @@ impl Server {
             .collect();
         let shared = Arc::new(Shared {
             engine: Engine::new(),
+            store: Store::new(),
             config: runtime,
             clients: ClientTable::default(),
             stats: ServerStats::default(),
@@ -181,7 +185,8 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, connections: Ta
     }
 }
 
-/// Periodic work: enforces soft output limits on clients nobody publishes to any more.
+/// Periodic work: enforces soft output limits on clients nobody publishes to any more,
+/// and reclaims expired keys nobody touches (active expiry).
 async fn cron(shared: Arc<Shared>) {
     let mut tick = tokio::time::interval(Duration::from_millis(1000 / u64::from(DEFAULT_HZ)));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -191,6 +196,7 @@ async fn cron(shared: Arc<Shared>) {
         for client in shared.clients.snapshot() {
             client.outbox.enforce_limits(now);
         }
+        shared.store.lock().active_expire_cycle(unix_time_millis());
     }
 }
 
@@ -200,6 +206,11 @@ fn random_run_id() -> String {
     (0..40)
         .map(|_| char::from_digit(rng.random_range(0..16), 16).unwrap_or('0'))
         .collect()
+}
+
+/// Milliseconds since the Unix epoch: the clock of key expiry.
+pub fn unix_time_millis() -> u64 {
+    (unix_time_micros() / 1000) as u64
 }
 
 /// Microseconds since the Unix epoch (TIME, INFO server_time_usec).

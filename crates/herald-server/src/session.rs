@@ -174,6 +174,11 @@ impl Session {
         self.authenticated || !self.shared.config.auth_required()
     }
 
+    /// Full name of the command being run (`expire`, `client|list`).
+    pub fn current_command(&self) -> &'static str {
+        self.current_command
+    }
+
     /// This client's outbox.
     pub fn outbox(&self) -> &Arc<Outbox> {
         &self.handle.outbox

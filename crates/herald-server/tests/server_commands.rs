@@ -78,7 +78,7 @@ async fn auth_without_a_password_configured() {
 }
 
 #[tokio::test]
-async fn select_and_keyspace_placeholders() {
+async fn select_dbsize_and_flush() {
     let server = TestServer::start().await;
     let mut c = server.client().await;
     c.cmd(&[b"SELECT", b"15"]).await;

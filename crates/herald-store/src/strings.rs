@@ -82,7 +82,7 @@ pub fn set(
     };
     if allowed {
         let key = crate::value::owned(key);
-        let value = Value::String(value);
+        let value = Value::String(crate::value::owned(&value));
         match options.expiry {
             SetExpiry::Clear => db.set(key, value, None),
             SetExpiry::Keep => db.set_keep_ttl(key, value, now_ms),
@@ -314,6 +314,20 @@ mod tests {
             !set(&mut db, &key("b"), key("1"), xx_get, 0)
                 .unwrap()
                 .written
+        );
+    }
+
+    #[test]
+    fn stored_bytes_do_not_pin_the_request_buffer() {
+        let mut db = Db::default();
+        let request = Bytes::from(vec![b'x'; 64 * 1024]);
+        let (k, v) = (request.slice(0..3), request.slice(3..6));
+        set(&mut db, &k, v, SetOptions::default(), 0).unwrap();
+        let stored = get(&mut db, b"xxx", 0).unwrap().unwrap();
+        let buffer = request.as_ptr_range();
+        assert!(
+            !buffer.contains(&stored.as_ptr()),
+            "the value points into the request"
         );
     }
 

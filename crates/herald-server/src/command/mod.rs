@@ -7,20 +7,24 @@
 //! errors name them as Redis does (`client|list`).
 //!
 //! Handlers live in one file per family: [`pubsub`], [`connection`], [`client`],
-//! [`server`]. A handler parses its arguments, checks for trailing garbage, applies the
+//! [`server`], [`introspection`], [`keys`], [`strings`]. A handler parses its arguments, checks for trailing garbage, applies the
 //! command and writes the reply; it never blocks.
 
 pub mod client;
 pub mod connection;
 pub mod introspection;
+pub mod keys;
 pub mod pubsub;
 pub mod server;
+pub mod strings;
 
 use std::collections::HashMap;
 use std::sync::LazyLock;
 
 use bytes::Bytes;
+use herald_store::{Db, StoreError};
 
+use crate::server::unix_time_millis;
 use crate::session::{Flow, Output, Session};
 
 /// A command handler: runs with the session, writes to the output.
@@ -150,10 +154,49 @@ pub static COMMANDS: &[&CommandSpec] = &[
     &client::CLIENT,
     &server::INFO,
     &server::CONFIG,
-    &server::DBSIZE,
-    &server::FLUSHDB,
-    &server::FLUSHALL,
     &server::TIME,
+    &keys::DBSIZE,
+    &keys::FLUSHDB,
+    &keys::FLUSHALL,
+    &keys::DEL,
+    &keys::UNLINK,
+    &keys::EXISTS,
+    &keys::TYPE,
+    &keys::KEYS,
+    &keys::RENAME,
+    &keys::RENAMENX,
+    &keys::EXPIRE,
+    &keys::PEXPIRE,
+    &keys::EXPIREAT,
+    &keys::PEXPIREAT,
+    &keys::TTL,
+    &keys::PTTL,
+    &keys::EXPIRETIME,
+    &keys::PEXPIRETIME,
+    &keys::PERSIST,
+    &keys::RANDOMKEY,
+    &keys::SWAPDB,
+    &keys::MOVE,
+    &strings::GET,
+    &strings::SET,
+    &strings::SETNX,
+    &strings::SETEX,
+    &strings::PSETEX,
+    &strings::GETSET,
+    &strings::GETDEL,
+    &strings::GETEX,
+    &strings::MGET,
+    &strings::MSET,
+    &strings::MSETNX,
+    &strings::INCR,
+    &strings::DECR,
+    &strings::INCRBY,
+    &strings::DECRBY,
+    &strings::INCRBYFLOAT,
+    &strings::APPEND,
+    &strings::STRLEN,
+    &strings::GETRANGE,
+    &strings::SETRANGE,
     &introspection::COMMAND,
 ];
 
@@ -285,6 +328,57 @@ pub fn parse_i64(arg: &[u8]) -> Option<i64> {
         return None;
     }
     text.parse().ok()
+}
+
+/// Runs `f` on the session's database with the current time, replying with the error
+/// text of a failed operation.
+pub fn with_db<T>(
+    session: &Session,
+    out: &mut Output<'_>,
+    f: impl FnOnce(&mut Db, u64) -> Result<T, StoreError>,
+) -> Option<T> {
+    let mut keyspace = session.shared.store.lock();
+    let result = keyspace
+        .db(session.db)
+        .and_then(|db| f(db, unix_time_millis()));
+    drop(keyspace);
+    match result {
+        Ok(value) => Some(value),
+        Err(err) => {
+            out.error(&err.to_string());
+            None
+        }
+    }
+}
+
+/// Turns a relative or absolute expiry argument into Unix milliseconds; `None` after
+/// replying with Redis's error when it is not a positive integer or overflows.
+pub fn expiry_at(
+    out: &mut Output<'_>,
+    arg: &[u8],
+    unit_ms: u64,
+    absolute: bool,
+    command: &str,
+) -> Option<u64> {
+    let Some(n) = parse_i64(arg) else {
+        out.error(NOT_AN_INTEGER);
+        return None;
+    };
+    let at = (n > 0)
+        .then(|| (n as u64).checked_mul(unit_ms))
+        .flatten()
+        .and_then(|ms| {
+            if absolute {
+                Some(ms)
+            } else {
+                ms.checked_add(unix_time_millis())
+            }
+        })
+        .filter(|ms| *ms <= i64::MAX as u64);
+    if at.is_none() {
+        out.error(&format!("ERR invalid expire time in '{command}' command"));
+    }
+    at
 }
 
 /// The error for a non-integer argument.

@@ -1,11 +1,11 @@
-//! Server commands: INFO, CONFIG GET/SET/RESETSTAT, DBSIZE, FLUSHDB, FLUSHALL, TIME.
+//! Server commands: INFO, CONFIG GET/SET/RESETSTAT, TIME.
 
 use std::sync::atomic::Ordering;
 
 use bytes::Bytes;
 use herald_engine::Glob;
 
-use super::{flag, reply_help, CommandSpec, BASE, SYNTAX_ERROR};
+use super::{flag, reply_help, CommandSpec, BASE};
 use crate::config::{parse_proto_max_bulk_len, parse_query_buffer_limit, ConfigError, DATABASES};
 use crate::server::{unix_time_micros, Shared};
 use crate::session::{Flow, Output, Session};
@@ -29,54 +29,6 @@ pub const INFO: CommandSpec = CommandSpec {
         Flow::Continue
     }),
     ..BASE
-};
-
-/// `DBSIZE`
-pub const DBSIZE: CommandSpec = CommandSpec {
-    name: "dbsize",
-    full_name: "dbsize",
-    arity: 1,
-    flags: flag::READONLY | flag::FAST,
-    group: "server",
-    summary: "Returns the number of keys in the database.",
-    acl_categories: &["@keyspace", "@read", "@fast"],
-    // Herald has no keyspace yet: every database is empty.
-    handler: Some(|_, out, _| {
-        out.reply().integer(0);
-        Flow::Continue
-    }),
-    ..BASE
-};
-
-fn flush(_: &mut Session, out: &mut Output<'_>, args: &[Bytes]) -> Flow {
-    match args.get(1).map(|arg| arg.to_ascii_lowercase()) {
-        None => out.ok(),
-        Some(mode) if args.len() == 2 && (mode == b"sync" || mode == b"async") => out.ok(),
-        Some(_) => out.error(SYNTAX_ERROR),
-    }
-    Flow::Continue
-}
-
-/// `FLUSHDB [ASYNC | SYNC]`
-pub const FLUSHDB: CommandSpec = CommandSpec {
-    name: "flushdb",
-    full_name: "flushdb",
-    arity: -1,
-    flags: flag::WRITE,
-    summary: "Removes all keys from the current database.",
-    complexity: "O(N) where N is the number of keys in the selected database",
-    acl_categories: &["@keyspace", "@write", "@slow", "@dangerous"],
-    handler: Some(flush),
-    ..BASE
-};
-
-/// `FLUSHALL [ASYNC | SYNC]`
-pub const FLUSHALL: CommandSpec = CommandSpec {
-    name: "flushall",
-    full_name: "flushall",
-    summary: "Removes all keys from all databases.",
-    complexity: "O(N) where N is the total number of keys in all databases",
-    ..FLUSHDB
 };
 
 /// `TIME`
