@@ -109,6 +109,42 @@ impl Db {
         self.get(key, now_ms).is_some()
     }
 
+    /// The live value of `key`, created with `make` (and no expiry) when missing. The key
+    /// is copied before it is stored (see [`crate::value::owned`]).
+    pub fn get_or_insert_with(
+        &mut self,
+        key: &Bytes,
+        now_ms: u64,
+        make: impl FnOnce() -> Value,
+    ) -> &mut Value {
+        self.expire_if_due(key, now_ms);
+        let index = match self.entries.get_index_of(&key[..]) {
+            Some(index) => index,
+            None => {
+                let entry = Entry {
+                    value: make(),
+                    expires_at_ms: None,
+                };
+                self.entries.insert_full(crate::value::owned(key), entry).0
+            }
+        };
+        &mut self.entries[index].value
+    }
+
+    /// Deletes `key` when it holds an empty list or hash: Redis never keeps empty
+    /// collections, so a pop or delete that empties one removes the key.
+    pub fn remove_if_empty(&mut self, key: &[u8]) {
+        let empty = match self.entries.get(key).map(|entry| &entry.value) {
+            Some(Value::List(list)) => list.is_empty(),
+            Some(Value::Hash(hash)) => hash.is_empty(),
+            Some(Value::String(_)) | None => false,
+        };
+        if empty {
+            self.entries.swap_remove(key);
+            self.volatile.swap_remove(key);
+        }
+    }
+
     /// Stores `value` under `key`, replacing any value, with `expires_at_ms` as its expiry.
     pub fn set(&mut self, key: Bytes, value: Value, expires_at_ms: Option<u64>) {
         match expires_at_ms {

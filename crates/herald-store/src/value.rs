@@ -1,12 +1,19 @@
 //! Values stored under keys.
 
+use std::collections::VecDeque;
+
 use bytes::Bytes;
+use indexmap::IndexMap;
 
 /// What a key holds.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Value {
     /// A binary-safe string.
     String(Bytes),
+    /// A list of strings, pushed and popped at both ends.
+    List(VecDeque<Bytes>),
+    /// A hash of fields to values; insertion-ordered so HRANDFIELD and HSCAN can index it.
+    Hash(IndexMap<Bytes, Bytes>),
 }
 
 impl Value {
@@ -14,6 +21,8 @@ impl Value {
     pub fn type_name(&self) -> &'static str {
         match self {
             Value::String(_) => "string",
+            Value::List(_) => "list",
+            Value::Hash(_) => "hash",
         }
     }
 }
