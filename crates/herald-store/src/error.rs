@@ -22,6 +22,9 @@ pub enum StoreError {
     /// A string would grow beyond `proto-max-bulk-len`.
     #[error("ERR string exceeds maximum allowed size (proto-max-bulk-len)")]
     StringTooLong,
+    /// LSET past the end of the list.
+    #[error("ERR index out of range")]
+    IndexOutOfRange,
     /// RENAME and friends on a missing key.
     #[error("ERR no such key")]
     NoSuchKey,

@@ -5,6 +5,7 @@
 //! - [`db`]: one logical database (keys, values, expiry) and the [`Keyspace`] of
 //!   sixteen of them behind one lock ([`Store`]).
 //! - [`strings`]: string operations (SET options, INCR family, ranges).
+//! - [`lists`]: list operations (pushes, pops, ranges, LPOS, LMOVE, LMPOP).
 //! - [`error`]: failures with Redis's error texts.
 //!
 //! Time is always passed in (`now_ms`, Unix milliseconds) so expiry is deterministic
@@ -14,6 +15,7 @@
 
 pub mod db;
 pub mod error;
+pub mod lists;
 pub mod strings;
 pub mod value;
 

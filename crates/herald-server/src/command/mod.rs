@@ -7,13 +7,15 @@
 //! errors name them as Redis does (`client|list`).
 //!
 //! Handlers live in one file per family: [`pubsub`], [`connection`], [`client`],
-//! [`server`], [`introspection`], [`keys`], [`strings`]. A handler parses its arguments, checks for trailing garbage, applies the
-//! command and writes the reply; it never blocks.
+//! [`server`], [`introspection`], [`keys`], [`strings`], [`lists`]. A handler parses its
+//! arguments, checks for trailing garbage, applies the command and writes the reply; it
+//! never blocks.
 
 pub mod client;
 pub mod connection;
 pub mod introspection;
 pub mod keys;
+pub mod lists;
 pub mod pubsub;
 pub mod server;
 pub mod strings;
@@ -197,6 +199,23 @@ pub static COMMANDS: &[&CommandSpec] = &[
     &strings::STRLEN,
     &strings::GETRANGE,
     &strings::SETRANGE,
+    &lists::LPUSH,
+    &lists::RPUSH,
+    &lists::LPUSHX,
+    &lists::RPUSHX,
+    &lists::LPOP,
+    &lists::RPOP,
+    &lists::LRANGE,
+    &lists::LLEN,
+    &lists::LINDEX,
+    &lists::LSET,
+    &lists::LTRIM,
+    &lists::LREM,
+    &lists::LINSERT,
+    &lists::LPOS,
+    &lists::LMOVE,
+    &lists::RPOPLPUSH,
+    &lists::LMPOP,
     &introspection::COMMAND,
 ];
 
