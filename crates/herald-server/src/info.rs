@@ -190,7 +190,10 @@ fn fields(shared: &Shared, section: &str) -> Vec<(&'static str, String)> {
                 ),
                 (
                     "expired_keys",
-                    shared.store.lock().expired_keys().to_string(),
+                    shared
+                        .store
+                        .with(|keyspace| keyspace.expired_keys())
+                        .to_string(),
                 ),
                 ("pubsub_channels", engine.channels.to_string()),
                 ("pubsub_patterns", engine.patterns.to_string()),
@@ -219,8 +222,7 @@ fn fields(shared: &Shared, section: &str) -> Vec<(&'static str, String)> {
             ("connected_slaves", "0".to_owned()),
         ],
         "cluster" => vec![("cluster_enabled", "0".to_owned())],
-        "keyspace" => {
-            let keyspace = shared.store.lock();
+        "keyspace" => shared.store.with(|keyspace| {
             keyspace
                 .dbs()
                 .iter()
@@ -233,7 +235,7 @@ fn fields(shared: &Shared, section: &str) -> Vec<(&'static str, String)> {
                     )
                 })
                 .collect()
-        }
+        }),
         _ => Vec::new(),
     }
 }

@@ -196,7 +196,11 @@ async fn cron(shared: Arc<Shared>) {
         for client in shared.clients.snapshot() {
             client.outbox.enforce_limits(now);
         }
-        shared.store.lock().active_expire_cycle(unix_time_millis());
+        let (flags, events) = shared.store.with(|keyspace| {
+            keyspace.active_expire_cycle(unix_time_millis());
+            (keyspace.notify_flags(), keyspace.take_events())
+        });
+        crate::command::publish_key_events(&shared, flags, events);
     }
 }
 

@@ -6,6 +6,7 @@
 //! it may run anything while pushes arrive. The session owns the client → subscriptions
 //! half of the two-way index; the engine owns the other half.
 
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -144,6 +145,28 @@ pub struct Session {
     pub lib_ver: Option<Bytes>,
     /// Full name of the command being run (CLIENT LIST `cmd=`).
     current_command: &'static str,
+    /// Commands queued since MULTI.
+    pub transaction: Option<Transaction>,
+    /// Keys this client WATCHes, and the flag any change to them sets.
+    pub watch: Option<Watch>,
+}
+
+/// A MULTI block being queued.
+#[derive(Debug, Default)]
+pub struct Transaction {
+    /// Commands to run at EXEC, already checked.
+    pub queued: Vec<(&'static CommandSpec, Vec<Bytes>)>,
+    /// A command was refused while queueing: EXEC answers EXECABORT.
+    pub aborted: bool,
+}
+
+/// The keys a client WATCHes.
+#[derive(Debug, Default)]
+pub struct Watch {
+    /// Set by the store when any watched key changes or expires.
+    pub dirty: Arc<AtomicBool>,
+    /// (database, key) pairs registered with the store.
+    pub keys: Vec<(usize, Bytes)>,
 }
 
 impl Session {
@@ -166,6 +189,8 @@ impl Session {
             lib_name: None,
             lib_ver: None,
             current_command: "NULL",
+            transaction: None,
+            watch: None,
         }
     }
 
@@ -208,6 +233,7 @@ impl Session {
                 (self.run(spec, &mut out, &args), spec.full_name)
             }
             Resolved::Rejected { error, full_name } => {
+                self.flag_transaction();
                 out.error(&error);
                 (Flow::Continue, full_name)
             }
@@ -219,21 +245,54 @@ impl Session {
         flow
     }
 
-    fn run(&mut self, spec: &'static CommandSpec, out: &mut Output<'_>, args: &[Bytes]) -> Flow {
+    /// Why `spec` may not run now, as Redis's error text.
+    fn rejection(&self, spec: &CommandSpec) -> Option<String> {
         if !spec.no_auth() && !self.is_authenticated() {
-            out.error("NOAUTH Authentication required.");
-            return Flow::Continue;
+            return Some("NOAUTH Authentication required.".to_owned());
         }
         if self.protocol == Protocol::Resp2
             && self.subscriptions.total() > 0
             && !spec.allowed_while_subscribed()
         {
-            out.error(&format!(
+            return Some(format!(
                 "ERR Can't execute '{}': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / RESET are allowed in this context",
                 spec.full_name
             ));
+        }
+        None
+    }
+
+    /// Marks an open transaction as failed: its EXEC will answer EXECABORT.
+    fn flag_transaction(&mut self) {
+        if let Some(transaction) = self.transaction.as_mut() {
+            transaction.aborted = true;
+        }
+    }
+
+    fn run(&mut self, spec: &'static CommandSpec, out: &mut Output<'_>, args: &[Bytes]) -> Flow {
+        if let Some(error) = self.rejection(spec) {
+            self.flag_transaction();
+            out.error(&error);
             return Flow::Continue;
         }
+        if let Some(transaction) = self.transaction.as_mut() {
+            if !spec.runs_inside_multi() {
+                transaction.queued.push((spec, args.to_vec()));
+                out.reply().simple("QUEUED");
+                return Flow::Continue;
+            }
+        }
+        self.run_now(spec, out, args)
+    }
+
+    /// Runs a command's handler without the checks (EXEC runs its queue this way; the
+    /// checks ran when each command was queued).
+    pub fn run_now(
+        &mut self,
+        spec: &'static CommandSpec,
+        out: &mut Output<'_>,
+        args: &[Bytes],
+    ) -> Flow {
         match spec.handler {
             Some(handler) => handler(self, out, args),
             // `command::resolve` never returns a container without its subcommand.
@@ -289,8 +348,23 @@ impl Session {
         self.update_client_class();
     }
 
+    /// Forgets every WATCHed key (UNWATCH, EXEC, DISCARD, RESET, disconnect).
+    pub fn unwatch_all(&mut self) {
+        let Some(watch) = self.watch.take() else {
+            return;
+        };
+        self.shared.store.with(|keyspace| {
+            for (db, key) in &watch.keys {
+                if let Ok(db) = keyspace.db(*db) {
+                    db.unwatch(key, &watch.dirty);
+                }
+            }
+        });
+    }
+
     /// Cleans up when the connection ends.
     pub fn teardown(&mut self) {
         self.drop_subscriptions();
+        self.unwatch_all();
     }
 }

@@ -369,3 +369,71 @@ async fn databases_are_separate() {
     let info = String::from_utf8(c.read_bulk().await).unwrap();
     assert_eq!(info, "# Keyspace\r\ndb0:keys=1,expires=0,avg_ttl=0\r\n");
 }
+
+#[tokio::test]
+async fn scan_visits_every_key_once_and_copy_copies() {
+    let server = TestServer::start().await;
+    let mut con = connect(&server, true).await;
+    for i in 0..300 {
+        let _: () = con.set(format!("scan:{i}"), i).await.unwrap();
+    }
+    let _: () = con.rpush("scan:list", "x").await.unwrap();
+    let mut cursor = 0u64;
+    let mut seen = Vec::new();
+    loop {
+        let (next, keys): (u64, Vec<String>) = cmd("SCAN")
+            .arg(cursor)
+            .arg("MATCH")
+            .arg("scan:*")
+            .arg("COUNT")
+            .arg(25)
+            .arg("TYPE")
+            .arg("string")
+            .query_async(&mut con)
+            .await
+            .unwrap();
+        seen.extend(keys);
+        if next == 0 {
+            break;
+        }
+        cursor = next;
+    }
+    seen.sort();
+    seen.dedup();
+    assert_eq!(seen.len(), 300);
+    let copied: i64 = cmd("COPY")
+        .arg("scan:1")
+        .arg("scan:copy")
+        .arg("DB")
+        .arg(2)
+        .query_async(&mut con)
+        .await
+        .unwrap();
+    assert_eq!(copied, 1);
+    let copied: i64 = cmd("COPY")
+        .arg("scan:1")
+        .arg("scan:2")
+        .query_async(&mut con)
+        .await
+        .unwrap();
+    assert_eq!(copied, 0);
+    let copied: i64 = cmd("COPY")
+        .arg("scan:1")
+        .arg("scan:2")
+        .arg("REPLACE")
+        .query_async(&mut con)
+        .await
+        .unwrap();
+    assert_eq!(copied, 1);
+    let value: String = con.get("scan:2").await.unwrap();
+    assert_eq!(value, "1");
+    let mut raw = server.client().await;
+    raw.cmd(&[b"SCAN", b"abc"]).await;
+    raw.expect(b"-ERR invalid cursor\r\n").await;
+    raw.cmd(&[b"SCAN", b"0", b"COUNT", b"0"]).await;
+    raw.expect(b"-ERR syntax error\r\n").await;
+    raw.cmd(&[b"SELECT", b"2"]).await;
+    raw.expect(b"+OK\r\n").await;
+    raw.cmd(&[b"GET", b"scan:copy"]).await;
+    raw.expect(b"$1\r\n1\r\n").await;
+}

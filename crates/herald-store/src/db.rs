@@ -13,10 +13,17 @@
 use bytes::Bytes;
 use herald_engine::Glob;
 use indexmap::{IndexMap, IndexSet};
-use parking_lot::{Mutex, MutexGuard};
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use parking_lot::lock_api::ArcMutexGuard;
+use parking_lot::{Mutex, RawMutex};
 use rand::Rng;
 
 use crate::error::StoreError;
+use crate::events::{self, KeyEvent};
 use crate::value::Value;
 
 /// Logical databases, as Redis's default `databases 16`.
@@ -43,6 +50,11 @@ pub struct Db {
     entries: IndexMap<Bytes, Entry>,
     volatile: IndexSet<Bytes>,
     expired_keys: u64,
+    /// Event classes to record ([`events::recorded_classes`]); 0 records nothing.
+    notify_classes: u32,
+    events: Vec<KeyEvent>,
+    /// WATCHed keys and the dirty flags of the transactions watching them.
+    watchers: HashMap<Bytes, Vec<Arc<AtomicBool>>>,
 }
 
 /// A key's remaining life, as TTL/PTTL report it.
@@ -57,6 +69,64 @@ pub enum Expiry {
 }
 
 impl Db {
+    /// Records a keyspace event if its class is enabled. Operations call this in the
+    /// order Redis signals events.
+    /// Every change goes through here, so it also invalidates transactions that WATCH
+    /// the key (Redis's `signalModifiedKey`).
+    pub fn notify(&mut self, class: u32, name: &'static str, key: &[u8]) {
+        self.touch(key);
+        if self.notify_classes & class != 0 {
+            self.events.push(KeyEvent {
+                class,
+                name,
+                key: Bytes::copy_from_slice(key),
+            });
+        }
+    }
+
+    /// Marks the transactions watching `key` as dirty.
+    fn touch(&self, key: &[u8]) {
+        if let Some(flags) = self.watchers.get(key) {
+            for flag in flags {
+                flag.store(true, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// Registers `flag` to be set when `key` changes (WATCH).
+    pub fn watch(&mut self, key: &Bytes, flag: &Arc<AtomicBool>) {
+        let flags = self.watchers.entry(crate::value::owned(key)).or_default();
+        if !flags.iter().any(|f| Arc::ptr_eq(f, flag)) {
+            flags.push(Arc::clone(flag));
+        }
+    }
+
+    /// Removes a registration made by [`Db::watch`] (UNWATCH, EXEC, disconnect).
+    pub fn unwatch(&mut self, key: &[u8], flag: &Arc<AtomicBool>) {
+        if let Some(flags) = self.watchers.get_mut(key) {
+            flags.retain(|f| !Arc::ptr_eq(f, flag));
+            if flags.is_empty() {
+                self.watchers.remove(key);
+            }
+        }
+    }
+
+    /// Invalidates watchers of every key that exists here or in `other` (FLUSH*, SWAPDB).
+    fn touch_watched_present(&self, other: Option<&Db>) {
+        for key in self.watchers.keys() {
+            if self.entries.contains_key(key)
+                || other.is_some_and(|db| db.entries.contains_key(key))
+            {
+                self.touch(key);
+            }
+        }
+    }
+
+    /// Takes the events recorded since the last call.
+    pub fn take_events(&mut self) -> Vec<KeyEvent> {
+        std::mem::take(&mut self.events)
+    }
+
     /// Keys stored, counting expired keys not yet reclaimed (as Redis's DBSIZE does).
     pub fn len(&self) -> usize {
         self.entries.len()
@@ -88,6 +158,7 @@ impl Db {
             self.entries.swap_remove(key);
             self.volatile.swap_remove(key);
             self.expired_keys += 1;
+            self.notify(events::EXPIRED, "expired", key);
         }
         due
     }
@@ -125,6 +196,7 @@ impl Db {
                     value: make(),
                     expires_at_ms: None,
                 };
+                self.notify(events::NEW, "new", key);
                 self.entries.insert_full(crate::value::owned(key), entry).0
             }
         };
@@ -142,11 +214,15 @@ impl Db {
         if empty {
             self.entries.swap_remove(key);
             self.volatile.swap_remove(key);
+            self.notify(events::GENERIC, "del", key);
         }
     }
 
     /// Stores `value` under `key`, replacing any value, with `expires_at_ms` as its expiry.
     pub fn set(&mut self, key: Bytes, value: Value, expires_at_ms: Option<u64>) {
+        if self.notify_classes & events::NEW != 0 && !self.entries.contains_key(&key) {
+            self.notify(events::NEW, "new", &key);
+        }
         match expires_at_ms {
             Some(_) => {
                 self.volatile.insert(key.clone());
@@ -232,6 +308,47 @@ impl Db {
             .collect()
     }
 
+    /// One SCAN step: visits up to `count` slots downward from `cursor` (0 starts a new
+    /// scan) and returns the next cursor (0 when done) with the live keys found that match
+    /// `pattern` and hold `type_name` (when given).
+    ///
+    /// Walking downward keeps Redis's guarantee — a key present for the whole scan is
+    /// returned at least once — because a deletion moves only the *last* entry into the
+    /// hole: that entry was either visited already or will be visited (again) later.
+    /// Keys added during the scan land at the end, already passed, and may be missed, as
+    /// Redis allows.
+    pub fn scan(
+        &mut self,
+        cursor: u64,
+        count: usize,
+        pattern: Option<&Glob>,
+        type_name: Option<&str>,
+        now_ms: u64,
+    ) -> (u64, Vec<Bytes>) {
+        let len = self.entries.len();
+        let mut next = match cursor {
+            0 => len,
+            cursor => usize::try_from(cursor).map_or(len, |c| c.min(len)),
+        };
+        let mut found = Vec::new();
+        let mut visited = 0;
+        while next > 0 && visited < count.max(1) {
+            next -= 1;
+            visited += 1;
+            let Some((key, entry)) = self.entries.get_index(next) else {
+                continue;
+            };
+            let live = entry.expires_at_ms.is_none_or(|at| at > now_ms);
+            if live
+                && type_name.is_none_or(|name| entry.value.type_name() == name)
+                && pattern.is_none_or(|glob| glob.matches(key))
+            {
+                found.push(key.clone());
+            }
+        }
+        (next as u64, found)
+    }
+
     /// A random live key (RANDOMKEY).
     pub fn random_key(&mut self, now_ms: u64) -> Option<Bytes> {
         let mut rng = rand::rng();
@@ -252,8 +369,9 @@ impl Db {
         None
     }
 
-    /// Removes every key.
+    /// Removes every key (FLUSHDB), invalidating transactions that watch any of them.
     pub fn clear(&mut self) {
+        self.touch_watched_present(None);
         self.entries = IndexMap::new();
         self.volatile = IndexSet::new();
     }
@@ -295,17 +413,46 @@ impl Db {
 #[derive(Debug)]
 pub struct Keyspace {
     dbs: Vec<Db>,
+    notify_flags: u32,
 }
 
 impl Default for Keyspace {
     fn default() -> Self {
         Keyspace {
             dbs: (0..DATABASES).map(|_| Db::default()).collect(),
+            notify_flags: 0,
         }
     }
 }
 
 impl Keyspace {
+    /// The `notify-keyspace-events` flags in force.
+    pub fn notify_flags(&self) -> u32 {
+        self.notify_flags
+    }
+
+    /// Sets `notify-keyspace-events` ([`events::parse_flags`]).
+    pub fn set_notify_flags(&mut self, flags: u32) {
+        self.notify_flags = flags;
+        let classes = events::recorded_classes(flags);
+        for db in &mut self.dbs {
+            db.notify_classes = classes;
+        }
+    }
+
+    /// Takes every database's recorded events, with the database index.
+    pub fn take_events(&mut self) -> Vec<(usize, KeyEvent)> {
+        self.dbs
+            .iter_mut()
+            .enumerate()
+            .flat_map(|(index, db)| {
+                db.take_events()
+                    .into_iter()
+                    .map(move |event| (index, event))
+            })
+            .collect()
+    }
+
     /// Database `index`; `Err` outside 0..16.
     pub fn db(&mut self, index: usize) -> Result<&mut Db, StoreError> {
         self.dbs.get_mut(index).ok_or(StoreError::DbIndexOutOfRange)
@@ -328,8 +475,52 @@ impl Keyspace {
         if a >= DATABASES || b >= DATABASES {
             return Err(StoreError::DbIndexOutOfRange);
         }
-        self.dbs.swap(a, b);
+        if a == b {
+            return Ok(());
+        }
+        // Watchers stay with the database number, as in Redis: swap only the contents.
+        self.dbs[a].touch_watched_present(Some(&self.dbs[b]));
+        self.dbs[b].touch_watched_present(Some(&self.dbs[a]));
+        let (low, high) = (a.min(b), a.max(b));
+        let (head, tail) = self.dbs.split_at_mut(high);
+        let (first, second) = (&mut head[low], &mut tail[0]);
+        std::mem::swap(&mut first.entries, &mut second.entries);
+        std::mem::swap(&mut first.volatile, &mut second.volatile);
         Ok(())
+    }
+
+    /// Copies `source` in database `from` to `destination` in database `to` with its
+    /// expiry (COPY); false when the source is missing or the destination exists and
+    /// `replace` is not set.
+    pub fn copy_key(
+        &mut self,
+        source: &[u8],
+        destination: &Bytes,
+        from: usize,
+        to: usize,
+        replace: bool,
+        now_ms: u64,
+    ) -> Result<bool, StoreError> {
+        if from >= DATABASES || to >= DATABASES {
+            return Err(StoreError::DbIndexOutOfRange);
+        }
+        if from == to && source == &destination[..] {
+            return Err(StoreError::SameObject);
+        }
+        let expiry = self.dbs[from].expiry(source, now_ms);
+        let Some(value) = self.dbs[from].get(source, now_ms).cloned() else {
+            return Ok(false);
+        };
+        if self.dbs[to].contains(destination, now_ms) && !replace {
+            return Ok(false);
+        }
+        let at = match expiry {
+            Expiry::At(at) => Some(at),
+            Expiry::Missing | Expiry::Persistent => None,
+        };
+        self.dbs[to].set(crate::value::owned(destination), value, at);
+        self.dbs[to].notify(events::GENERIC, "copy_to", destination);
+        Ok(true)
     }
 
     /// Moves `key` from database `from` to `to` (MOVE); false when it is missing in
@@ -358,7 +549,9 @@ impl Keyspace {
             Expiry::At(at) => Some(at),
             Expiry::Missing | Expiry::Persistent => None,
         };
+        self.dbs[from].notify(events::GENERIC, "move_from", key);
         self.dbs[to].set(Bytes::copy_from_slice(key), value, at);
+        self.dbs[to].notify(events::GENERIC, "move_to", key);
         Ok(true)
     }
 
@@ -374,9 +567,30 @@ impl Keyspace {
 }
 
 /// The keyspace behind its lock.
+///
+/// [`Store::with`] locks it for one operation. [`Store::atomically`] holds the lock
+/// while a whole closure runs (MULTI/EXEC): the guard is parked in a thread-local so
+/// that [`Store::with`] calls made by that closure, on the same thread, reuse it instead
+/// of deadlocking, while every other thread waits. Nothing here awaits, so the guard never
+/// crosses a task switch.
 #[derive(Debug, Default)]
 pub struct Store {
-    keyspace: Mutex<Keyspace>,
+    keyspace: Arc<Mutex<Keyspace>>,
+}
+
+type HeldGuard = ArcMutexGuard<RawMutex, Keyspace>;
+
+thread_local! {
+    static HELD: RefCell<Option<HeldGuard>> = const { RefCell::new(None) };
+}
+
+/// Puts the parked guard back (and so releases the lock) even if the closure panics.
+struct Unpark;
+
+impl Drop for Unpark {
+    fn drop(&mut self) {
+        HELD.with(|held| held.borrow_mut().take());
+    }
 }
 
 impl Store {
@@ -385,9 +599,32 @@ impl Store {
         Self::default()
     }
 
-    /// Locks the keyspace for one command (never held across an `.await`).
-    pub fn lock(&self) -> MutexGuard<'_, Keyspace> {
-        self.keyspace.lock()
+    /// Runs `f` with the keyspace locked (or with the lock this thread already holds
+    /// inside [`Store::atomically`]). `f` must not call back into this store.
+    pub fn with<R>(&self, f: impl FnOnce(&mut Keyspace) -> R) -> R {
+        HELD.with(|held| {
+            let mut held = held.borrow_mut();
+            match held.as_mut() {
+                Some(guard) if Arc::ptr_eq(ArcMutexGuard::mutex(guard), &self.keyspace) => f(guard),
+                _ => {
+                    drop(held);
+                    f(&mut self.keyspace.lock())
+                }
+            }
+        })
+    }
+
+    /// Runs `f` while holding the keyspace lock throughout, so that the operations `f`
+    /// makes through [`Store::with`] are atomic with respect to every other client.
+    pub fn atomically<R>(&self, f: impl FnOnce() -> R) -> R {
+        let nested = HELD.with(|held| held.borrow().is_some());
+        if nested {
+            return f();
+        }
+        let guard = self.keyspace.lock_arc();
+        HELD.with(|held| *held.borrow_mut() = Some(guard));
+        let _unpark = Unpark;
+        f()
     }
 }
 
@@ -479,6 +716,121 @@ mod tests {
         assert!(keyspace.db(0).unwrap().contains(b"a", 0));
         assert!(keyspace.db(16).is_err());
         assert_eq!(keyspace.swap(0, 16), Err(StoreError::DbIndexOutOfRange));
+    }
+
+    #[test]
+    fn scan_returns_every_stable_key_despite_deletions() {
+        let mut db = Db::default();
+        for i in 0..500 {
+            db.set(Bytes::from(format!("k{i}")), s("v"), None);
+        }
+        let mut seen = std::collections::HashSet::new();
+        let mut cursor = 0;
+        let mut step = 0;
+        loop {
+            let (next, keys) = db.scan(cursor, 7, None, None, 0);
+            seen.extend(keys);
+            // Delete some keys that are not part of the stable set while scanning.
+            if step < 50 {
+                db.remove(format!("k{}", 450 + step).as_bytes(), 0);
+            }
+            step += 1;
+            if next == 0 {
+                break;
+            }
+            cursor = next;
+        }
+        for i in 0..450 {
+            assert!(seen.contains(&Bytes::from(format!("k{i}"))), "k{i} missed");
+        }
+    }
+
+    #[test]
+    fn scan_filters_by_pattern_type_and_expiry() {
+        let mut db = Db::default();
+        db.set(k("user:1"), s("a"), None);
+        db.set(k("user:2"), s("a"), Some(5));
+        db.set(k("job:1"), s("a"), None);
+        let (cursor, keys) = db.scan(0, 100, Some(&Glob::new(b"user:*")), Some("string"), 10);
+        assert_eq!((cursor, keys), (0, vec![k("user:1")]));
+        let (_, keys) = db.scan(0, 100, None, Some("list"), 10);
+        assert!(keys.is_empty());
+    }
+
+    #[test]
+    fn copy_keeps_ttl_and_respects_replace() {
+        let mut keyspace = Keyspace::default();
+        keyspace.db(0).unwrap().set(k("a"), s("1"), Some(9_000));
+        keyspace.db(0).unwrap().set(k("b"), s("2"), None);
+        assert_eq!(keyspace.copy_key(b"a", &k("b"), 0, 0, false, 0), Ok(false));
+        assert_eq!(keyspace.copy_key(b"a", &k("b"), 0, 0, true, 0), Ok(true));
+        assert_eq!(keyspace.db(0).unwrap().expiry(b"b", 0), Expiry::At(9_000));
+        assert_eq!(keyspace.copy_key(b"a", &k("a"), 0, 3, false, 0), Ok(true));
+        assert_eq!(
+            keyspace.copy_key(b"a", &k("a"), 0, 0, false, 0),
+            Err(StoreError::SameObject)
+        );
+        assert_eq!(keyspace.copy_key(b"zz", &k("y"), 0, 0, false, 0), Ok(false));
+    }
+
+    #[test]
+    fn atomically_reenters_on_its_thread_and_excludes_others() {
+        let store = Arc::new(Store::new());
+        let other = Arc::clone(&store);
+        let (started, wait_started) = std::sync::mpsc::channel();
+        let result = store.atomically(|| {
+            store.with(|keyspace| keyspace.db(0).map(|db| db.set(k("a"), s("1"), None)))?;
+            let writer = std::thread::spawn(move || {
+                let _ = started.send(());
+                other.with(|keyspace| keyspace.db(0).map(|db| db.get(b"a", 0).cloned()))
+            });
+            wait_started.recv().ok();
+            std::thread::sleep(std::time::Duration::from_millis(50));
+            // The other thread is still blocked: this transaction is not finished.
+            assert!(!writer.is_finished());
+            store.with(|keyspace| keyspace.db(0).map(|db| db.set(k("a"), s("2"), None)))?;
+            Ok::<_, StoreError>(writer)
+        });
+        let seen = result.unwrap().join().unwrap().unwrap();
+        assert_eq!(
+            seen,
+            Some(s("2")),
+            "the other thread saw only the final state"
+        );
+    }
+
+    #[test]
+    fn watchers_are_told_of_changes_expiry_and_flushes() {
+        let mut keyspace = Keyspace::default();
+        let flag = Arc::new(AtomicBool::new(false));
+        let db = keyspace.db(0).unwrap();
+        db.watch(&k("w"), &flag);
+        db.set(k("other"), s("1"), None);
+        db.notify(events::STRING, "set", b"other");
+        assert!(!flag.load(Ordering::Relaxed), "another key changed");
+        db.set(k("w"), s("1"), Some(10));
+        db.notify(events::STRING, "set", b"w");
+        assert!(flag.swap(false, Ordering::Relaxed));
+        assert_eq!(db.get(b"w", 20), None, "expired");
+        assert!(
+            flag.swap(false, Ordering::Relaxed),
+            "expiry counts as a change"
+        );
+        db.set(k("w"), s("1"), None);
+        keyspace.swap(0, 1).unwrap();
+        assert!(
+            flag.swap(false, Ordering::Relaxed),
+            "SWAPDB replaced the watched key"
+        );
+        keyspace.db(0).unwrap().clear();
+        assert!(
+            !flag.load(Ordering::Relaxed),
+            "flushing a db without the key"
+        );
+        keyspace.db(0).unwrap().unwatch(b"w", &flag);
+        keyspace.db(0).unwrap().set(k("w"), s("2"), None);
+        keyspace.db(0).unwrap().notify(events::STRING, "set", b"w");
+        assert!(!flag.load(Ordering::Relaxed), "unwatched");
     }
 
     #[test]

@@ -16,6 +16,12 @@ pub enum StoreError {
     /// INCR/DECR would overflow.
     #[error("ERR increment or decrement would overflow")]
     Overflow,
+    /// HINCRBY on a field whose value is not an integer.
+    #[error("ERR hash value is not an integer")]
+    HashNotInteger,
+    /// HINCRBYFLOAT on a field whose value is not a float.
+    #[error("ERR hash value is not a float")]
+    HashNotFloat,
     /// INCRBYFLOAT would produce NaN or infinity.
     #[error("ERR increment would produce NaN or Infinity")]
     NanOrInfinity,

@@ -6,6 +6,8 @@
 //!   sixteen of them behind one lock ([`Store`]).
 //! - [`strings`]: string operations (SET options, INCR family, ranges).
 //! - [`lists`]: list operations (pushes, pops, ranges, LPOS, LMOVE, LMPOP).
+//! - [`hashes`]: hash operations (fields, HINCRBY family, HRANDFIELD, HSCAN).
+//! - [`events`]: keyspace-notification classes and the events operations record.
 //! - [`error`]: failures with Redis's error texts.
 //!
 //! Time is always passed in (`now_ms`, Unix milliseconds) so expiry is deterministic
@@ -15,6 +17,8 @@
 
 pub mod db;
 pub mod error;
+pub mod events;
+pub mod hashes;
 pub mod lists;
 pub mod strings;
 pub mod value;

@@ -10,6 +10,7 @@ use bytes::Bytes;
 
 use crate::db::Db;
 use crate::error::StoreError;
+use crate::events;
 use crate::value::{owned, Value};
 
 /// Which end of a list.
@@ -19,6 +20,18 @@ pub enum End {
     Left,
     /// The tail (RPUSH, RPOP, RIGHT).
     Right,
+}
+
+impl End {
+    /// The keyspace event of `action` ("push" or "pop") at this end.
+    fn event(self, action: &str) -> &'static str {
+        match (self, action) {
+            (End::Left, "push") => "lpush",
+            (End::Right, "push") => "rpush",
+            (End::Left, _) => "lpop",
+            (End::Right, _) => "rpop",
+        }
+    }
 }
 
 fn list<'a>(
@@ -57,10 +70,12 @@ pub fn push(
             End::Right => list.push_back(owned(value)),
         }
     }
-    Ok(list.len())
+    let len = list.len();
+    db.notify(events::LIST, end.event("push"), key);
+    Ok(len)
 }
 
-/// LPOP/RPOP key [count]: up to `count` elements from `end`; `None` when the key is missing.
+/// `LPOP`/`RPOP key [count]`: up to `count` elements from `end`; `None` when the key is missing.
 pub fn pop(
     db: &mut Db,
     key: &[u8],
@@ -76,7 +91,10 @@ pub fn pop(
         End::Left => list.drain(..take).collect(),
         End::Right => list.drain(list.len() - take..).rev().collect(),
     };
-    db.remove_if_empty(key);
+    if !popped.is_empty() {
+        db.notify(events::LIST, end.event("pop"), key);
+        db.remove_if_empty(key);
+    }
     Ok(Some(popped))
 }
 
@@ -147,6 +165,7 @@ pub fn set(
     let list = list(db, key, now_ms)?.ok_or(StoreError::NoSuchKey)?;
     let at = position(index, list.len()).ok_or(StoreError::IndexOutOfRange)?;
     list[at] = owned(value);
+    db.notify(events::LIST, "lset", key);
     Ok(())
 }
 
@@ -162,6 +181,7 @@ pub fn trim(db: &mut Db, key: &[u8], start: i64, stop: i64, now_ms: u64) -> Resu
         }
         None => list.clear(),
     }
+    db.notify(events::LIST, "ltrim", key);
     db.remove_if_empty(key);
     Ok(())
 }
@@ -201,7 +221,10 @@ pub fn remove(
         }
         *list = kept;
     }
-    db.remove_if_empty(key);
+    if removed > 0 {
+        db.notify(events::LIST, "lrem", key);
+        db.remove_if_empty(key);
+    }
     Ok(removed)
 }
 
@@ -222,7 +245,9 @@ pub fn insert(
         return Ok(-1);
     };
     list.insert(at + usize::from(after), owned(element));
-    Ok(list.len() as i64)
+    let len = list.len() as i64;
+    db.notify(events::LIST, "linsert", key);
+    Ok(len)
 }
 
 /// LPOS key element [RANK rank] [COUNT count] [MAXLEN len]: indexes of matches, at most

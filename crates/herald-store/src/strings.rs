@@ -7,6 +7,7 @@ use bytes::{Bytes, BytesMut};
 
 use crate::db::Db;
 use crate::error::StoreError;
+use crate::events;
 use crate::value::Value;
 
 /// The live string at `key`; `Err(WrongType)` for other types.
@@ -62,7 +63,7 @@ pub struct SetOutcome {
     pub previous: Option<Bytes>,
 }
 
-/// SET key value [NX|XX] [GET] [EX|PX|EXAT|PXAT|KEEPTTL].
+/// `SET key value [NX|XX] [GET] [EX|PX|EXAT|PXAT|KEEPTTL]`.
 pub fn set(
     db: &mut Db,
     key: &Bytes,
@@ -85,13 +86,23 @@ pub fn set(
         let key = crate::value::owned(key);
         let value = Value::String(crate::value::owned(&value));
         match options.expiry {
-            SetExpiry::Clear => db.set(key, value, None),
-            SetExpiry::Keep => db.set_keep_ttl(key, value, now_ms),
+            SetExpiry::Clear => db.set(key.clone(), value, None),
+            SetExpiry::Keep => db.set_keep_ttl(key.clone(), value, now_ms),
             SetExpiry::At(at) if at <= now_ms => {
                 // Already in the past: Redis stores and deletes at once; nothing remains.
-                db.remove(&key, now_ms);
+                if db.remove(&key, now_ms).is_some() {
+                    db.notify(events::GENERIC, "del", &key);
+                }
+                return Ok(SetOutcome {
+                    written: true,
+                    previous,
+                });
             }
-            SetExpiry::At(at) => db.set(key, value, Some(at)),
+            SetExpiry::At(at) => db.set(key.clone(), value, Some(at)),
+        }
+        db.notify(events::STRING, "set", &key);
+        if matches!(options.expiry, SetExpiry::At(_)) {
+            db.notify(events::GENERIC, "expire", &key);
         }
     }
     Ok(SetOutcome {
@@ -134,6 +145,7 @@ pub fn incr_by(db: &mut Db, key: &Bytes, delta: i64, now_ms: u64) -> Result<i64,
     let next = current.checked_add(delta).ok_or(StoreError::Overflow)?;
     let text = Bytes::from(next.to_string());
     db.set_keep_ttl(crate::value::owned(key), Value::String(text), now_ms);
+    db.notify(events::STRING, "incrby", key);
     Ok(next)
 }
 
@@ -260,6 +272,7 @@ pub fn get_del(db: &mut Db, key: &[u8], now_ms: u64) -> Result<Option<Bytes>, St
     let value = get(db, key, now_ms)?;
     if value.is_some() {
         db.remove(key, now_ms);
+        db.notify(events::GENERIC, "del", key);
     }
     Ok(value)
 }
@@ -273,9 +286,21 @@ pub fn get_ex(
     now_ms: u64,
 ) -> Result<Option<Bytes>, StoreError> {
     let value = get(db, key, now_ms)?;
-    if value.is_some() {
-        if let Some(at) = expiry {
-            db.set_expiry(key, at, now_ms);
+    if value.is_none() {
+        return Ok(None);
+    }
+    match expiry {
+        None => {}
+        Some(Some(at)) => {
+            db.set_expiry(key, Some(at), now_ms);
+            let event = if at <= now_ms { "del" } else { "expire" };
+            db.notify(events::GENERIC, event, key);
+        }
+        Some(None) => {
+            if matches!(db.expiry(key, now_ms), crate::db::Expiry::At(_)) {
+                db.set_expiry(key, None, now_ms);
+                db.notify(events::GENERIC, "persist", key);
+            }
         }
     }
     Ok(value)

@@ -53,7 +53,8 @@ pub const QUIT: CommandSpec = CommandSpec {
         | flag::STALE
         | flag::FAST
         | flag::NO_AUTH
-        | flag::SUBSCRIBED_OK,
+        | flag::SUBSCRIBED_OK
+        | flag::RUNS_IN_MULTI,
     summary: "Closes the connection.",
     handler: Some(|_, out, _| {
         out.ok();
@@ -67,7 +68,7 @@ pub const RESET: CommandSpec = CommandSpec {
     name: "reset",
     full_name: "reset",
     arity: 1,
-    flags: HANDSHAKE_FLAGS | flag::SUBSCRIBED_OK,
+    flags: HANDSHAKE_FLAGS | flag::SUBSCRIBED_OK | flag::RUNS_IN_MULTI,
     since: "6.2.0",
     summary: "Resets the connection.",
     handler: Some(reset),
@@ -130,6 +131,8 @@ fn ping(session: &mut Session, out: &mut Output<'_>, args: &[Bytes]) -> Flow {
 
 fn reset(session: &mut Session, out: &mut Output<'_>, _: &[Bytes]) -> Flow {
     session.drop_subscriptions();
+    session.transaction = None;
+    session.unwatch_all();
     session.set_protocol(Protocol::Resp2);
     out.set_protocol(Protocol::Resp2);
     session.name = None;

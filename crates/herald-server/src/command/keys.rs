@@ -1,13 +1,15 @@
 //! Generic key commands: DEL, UNLINK, EXISTS, TYPE, KEYS, RENAME(NX), the EXPIRE family,
 //! TTL/PTTL/EXPIRETIME/PEXPIRETIME, PERSIST, RANDOMKEY, DBSIZE, FLUSHDB, FLUSHALL,
-//! SWAPDB, MOVE.
+//! SWAPDB, MOVE, SCAN, COPY.
 
 use bytes::Bytes;
 use herald_engine::Glob;
 use herald_store::db::Expiry;
-use herald_store::StoreError;
+use herald_store::{events, StoreError};
 
-use super::{flag, parse_i64, with_db, CommandSpec, BASE, NOT_AN_INTEGER, SYNTAX_ERROR};
+use super::{
+    flag, parse_i64, with_db, with_keyspace, CommandSpec, BASE, NOT_AN_INTEGER, SYNTAX_ERROR,
+};
 use crate::server::unix_time_millis;
 use crate::session::{Flow, Output, Session};
 
@@ -26,10 +28,14 @@ const KEYSPACE_WRITE: CommandSpec = CommandSpec {
 
 fn delete(session: &mut Session, out: &mut Output<'_>, args: &[Bytes]) -> Flow {
     let removed = with_db(session, out, |db, now| {
-        Ok(args[1..]
-            .iter()
-            .filter(|key| db.remove(key, now).is_some())
-            .count())
+        let mut removed = 0;
+        for key in &args[1..] {
+            if db.remove(key, now).is_some() {
+                db.notify(events::GENERIC, "del", key);
+                removed += 1;
+            }
+        }
+        Ok(removed)
     });
     if let Some(removed) = removed {
         out.reply().integer(removed as i64);
@@ -143,8 +149,10 @@ fn rename(session: &mut Session, out: &mut Output<'_>, args: &[Bytes], only_if_n
             Expiry::At(at) => Some(at),
             Expiry::Missing | Expiry::Persistent => None,
         };
+        db.notify(events::GENERIC, "rename_from", from);
         db.remove(to, now);
         db.set(Bytes::copy_from_slice(to), value, at);
+        db.notify(events::GENERIC, "rename_to", to);
         Ok(true)
     });
     match (renamed, only_if_new) {
@@ -260,7 +268,12 @@ fn expire(
             (ExpireCondition::Greater, current) => current.is_some_and(|current| at > current),
             (ExpireCondition::Less, current) => current.is_none_or(|current| at < current),
         };
-        Ok(allowed && db.set_expiry(&args[1], Some(at), now))
+        if !allowed || !db.set_expiry(&args[1], Some(at), now) {
+            return Ok(false);
+        }
+        let event = if at <= now { "del" } else { "expire" };
+        db.notify(events::GENERIC, event, &args[1]);
+        Ok(true)
     });
     if let Some(applied) = applied {
         out.reply().integer(i64::from(applied));
@@ -447,14 +460,18 @@ fn flush(session: &mut Session, out: &mut Output<'_>, args: &[Bytes], all: bool)
         }
         _ => {}
     }
-    let mut keyspace = session.shared.store.lock();
-    if all {
-        keyspace.flush_all();
-    } else if let Ok(db) = keyspace.db(session.db) {
-        db.clear();
+    let db = session.db;
+    let flushed = with_keyspace(session, out, |keyspace, _| {
+        if all {
+            keyspace.flush_all();
+        } else {
+            keyspace.db(db)?.clear();
+        }
+        Ok(())
+    });
+    if flushed.is_some() {
+        out.ok();
     }
-    drop(keyspace);
-    out.ok();
     Flow::Continue
 }
 
@@ -507,9 +524,8 @@ pub const SWAPDB: CommandSpec = CommandSpec {
             out.error("ERR DB index is out of range");
             return Flow::Continue;
         };
-        match session.shared.store.lock().swap(first, second) {
-            Ok(()) => out.ok(),
-            Err(err) => out.error(&err.to_string()),
+        if with_keyspace(session, out, |keyspace, _| keyspace.swap(first, second)).is_some() {
+            out.ok();
         }
         Flow::Continue
     }),
@@ -531,15 +547,132 @@ pub const MOVE: CommandSpec = CommandSpec {
             out.error("ERR DB index is out of range");
             return Flow::Continue;
         };
-        let moved =
-            session
-                .shared
-                .store
-                .lock()
-                .move_key(&args[1], session.db, target, unix_time_millis());
-        match moved {
-            Ok(moved) => out.reply().integer(i64::from(moved)),
-            Err(err) => out.error(&err.to_string()),
+        let from = session.db;
+        let moved = with_keyspace(session, out, |keyspace, now| {
+            keyspace.move_key(&args[1], from, target, now)
+        });
+        if let Some(moved) = moved {
+            out.reply().integer(i64::from(moved));
+        }
+        Flow::Continue
+    }),
+    ..KEYSPACE_WRITE
+};
+
+/// `SCAN cursor [MATCH pattern] [COUNT count] [TYPE type]`
+pub const SCAN: CommandSpec = CommandSpec {
+    name: "scan",
+    full_name: "scan",
+    arity: -2,
+    flags: flag::READONLY,
+    since: "2.8.0",
+    summary: "Iterates over the key names in the database.",
+    complexity: "O(1) for every call. O(N) for a complete iteration, including enough command calls for the cursor to return back to 0. N is the number of elements inside the collection.",
+    acl_categories: &["@keyspace", "@read", "@slow"],
+    handler: Some(scan),
+    ..KEYSPACE
+};
+
+/// Default COUNT of SCAN-family commands (Redis: 10).
+pub const SCAN_DEFAULT_COUNT: usize = 10;
+
+fn scan(session: &mut Session, out: &mut Output<'_>, args: &[Bytes]) -> Flow {
+    let Some(cursor) = std::str::from_utf8(&args[1])
+        .ok()
+        .and_then(|text| text.parse::<u64>().ok())
+    else {
+        out.error("ERR invalid cursor");
+        return Flow::Continue;
+    };
+    let mut pattern = None;
+    let mut count = SCAN_DEFAULT_COUNT;
+    let mut type_name = None;
+    for pair in args[2..].chunks(2) {
+        let [option, value] = pair else {
+            out.error(SYNTAX_ERROR);
+            return Flow::Continue;
+        };
+        match &option.to_ascii_uppercase()[..] {
+            b"MATCH" => pattern = Some(Glob::new(value)),
+            b"COUNT" => match parse_i64(value) {
+                Some(n) if n >= 1 => count = n as usize,
+                Some(_) => {
+                    out.error(SYNTAX_ERROR);
+                    return Flow::Continue;
+                }
+                None => {
+                    out.error(NOT_AN_INTEGER);
+                    return Flow::Continue;
+                }
+            },
+            b"TYPE" => type_name = Some(String::from_utf8_lossy(value).to_ascii_lowercase()),
+            _ => {
+                out.error(SYNTAX_ERROR);
+                return Flow::Continue;
+            }
+        }
+    }
+    let result = with_db(session, out, |db, now| {
+        Ok(db.scan(cursor, count, pattern.as_ref(), type_name.as_deref(), now))
+    });
+    if let Some((next, keys)) = result {
+        let mut reply = out.reply();
+        reply.array(2);
+        reply.bulk(next.to_string().as_bytes());
+        reply.array(keys.len());
+        for key in &keys {
+            reply.bulk(key);
+        }
+    }
+    Flow::Continue
+}
+
+/// `COPY source destination [DB destination-db] [REPLACE]`
+pub const COPY: CommandSpec = CommandSpec {
+    name: "copy",
+    full_name: "copy",
+    arity: -3,
+    flags: flag::WRITE,
+    since: "6.2.0",
+    summary: "Copies the value of a key to a new key.",
+    complexity: "O(N) worst case for collections, where N is the number of nested items. O(1) for string values.",
+    acl_categories: &["@keyspace", "@write", "@slow"],
+    handler: Some(|session, out, args| {
+        let mut target_db = session.db;
+        let mut replace = false;
+        let mut options = args[3..].iter();
+        while let Some(option) = options.next() {
+            match &option.to_ascii_uppercase()[..] {
+                b"REPLACE" => replace = true,
+                b"DB" => match options.next().map(|value| parse_i64(value)) {
+                    Some(Some(index)) => match usize::try_from(index) {
+                        Ok(index) => target_db = index,
+                        Err(_) => {
+                            out.error("ERR DB index is out of range");
+                            return Flow::Continue;
+                        }
+                    },
+                    Some(None) => {
+                        out.error(NOT_AN_INTEGER);
+                        return Flow::Continue;
+                    }
+                    None => {
+                        out.error(SYNTAX_ERROR);
+                        return Flow::Continue;
+                    }
+                },
+                _ => {
+                    out.error(SYNTAX_ERROR);
+                    return Flow::Continue;
+                }
+            }
+        }
+        let from = session.db;
+        let copied = with_keyspace(session, out, |keyspace, now| {
+            keyspace.copy_key(&args[1], &args[2], from, target_db, replace, now)
+        });
+        if let Some(copied) = copied {
+            out.reply().integer(i64::from(copied));
         }
         Flow::Continue
     }),

@@ -7,26 +7,31 @@
 //! errors name them as Redis does (`client|list`).
 //!
 //! Handlers live in one file per family: [`pubsub`], [`connection`], [`client`],
-//! [`server`], [`introspection`], [`keys`], [`strings`], [`lists`]. A handler parses its
+//! [`server`], [`introspection`], [`keys`], [`strings`], [`lists`], [`hashes`],
+//! [`transactions`]. A handler parses its
 //! arguments, checks for trailing garbage, applies the command and writes the reply; it
 //! never blocks.
 
 pub mod client;
 pub mod connection;
+pub mod hashes;
 pub mod introspection;
 pub mod keys;
 pub mod lists;
 pub mod pubsub;
 pub mod server;
 pub mod strings;
+pub mod transactions;
 
 use std::collections::HashMap;
 use std::sync::LazyLock;
 
 use bytes::Bytes;
-use herald_store::{Db, StoreError};
+use herald_engine::Scope;
+use herald_store::events::KeyEvent;
+use herald_store::{Db, Keyspace, StoreError};
 
-use crate::server::unix_time_millis;
+use crate::server::{unix_time_millis, Shared};
 use crate::session::{Flow, Output, Session};
 
 /// A command handler: runs with the session, writes to the output.
@@ -56,6 +61,9 @@ pub mod flag {
     pub const ALLOW_BUSY: u32 = 1 << 9;
     /// Herald only, not reported: allowed on a RESP2 connection that has subscriptions.
     pub const SUBSCRIBED_OK: u32 = 1 << 31;
+    /// Herald only, not reported: runs at once inside MULTI instead of being queued
+    /// (EXEC, DISCARD, MULTI, WATCH, QUIT, RESET, as Redis).
+    pub const RUNS_IN_MULTI: u32 = 1 << 30;
 
     /// Flag names in COMMAND INFO order.
     pub const NAMES: &[(u32, &str)] = &[
@@ -103,6 +111,11 @@ impl CommandSpec {
     /// Allowed before AUTH.
     pub fn no_auth(&self) -> bool {
         self.flags & flag::NO_AUTH != 0
+    }
+
+    /// Runs immediately inside MULTI instead of being queued.
+    pub fn runs_inside_multi(&self) -> bool {
+        self.flags & flag::RUNS_IN_MULTI != 0
     }
 
     /// Allowed in RESP2 subscribed context.
@@ -179,6 +192,13 @@ pub static COMMANDS: &[&CommandSpec] = &[
     &keys::RANDOMKEY,
     &keys::SWAPDB,
     &keys::MOVE,
+    &keys::SCAN,
+    &keys::COPY,
+    &transactions::MULTI,
+    &transactions::EXEC,
+    &transactions::DISCARD,
+    &transactions::WATCH,
+    &transactions::UNWATCH,
     &strings::GET,
     &strings::SET,
     &strings::SETNX,
@@ -217,6 +237,22 @@ pub static COMMANDS: &[&CommandSpec] = &[
     &lists::RPOPLPUSH,
     &lists::LMPOP,
     &introspection::COMMAND,
+    &hashes::HSET,
+    &hashes::HSETNX,
+    &hashes::HGET,
+    &hashes::HMGET,
+    &hashes::HMSET,
+    &hashes::HGETALL,
+    &hashes::HDEL,
+    &hashes::HEXISTS,
+    &hashes::HLEN,
+    &hashes::HKEYS,
+    &hashes::HVALS,
+    &hashes::HINCRBY,
+    &hashes::HINCRBYFLOAT,
+    &hashes::HSTRLEN,
+    &hashes::HRANDFIELD,
+    &hashes::HSCAN,
 ];
 
 static BY_NAME: LazyLock<HashMap<&'static str, &'static CommandSpec>> =
@@ -342,30 +378,84 @@ pub fn reply_help(out: &mut Output<'_>, container: &str, lines: &[&str]) {
 
 /// Parses an argument as a Redis integer (`ERR value is not an integer or out of range`).
 pub fn parse_i64(arg: &[u8]) -> Option<i64> {
-    let text = std::str::from_utf8(arg).ok()?;
-    if text.is_empty() || text.starts_with('+') || (text.len() > 1 && text.starts_with('0')) {
-        return None;
-    }
-    text.parse().ok()
+    herald_store::strings::parse_integer(arg)
 }
 
 /// Runs `f` on the session's database with the current time, replying with the error
-/// text of a failed operation.
+/// text of a failed operation; the keyspace events it records are published once the
+/// keyspace lock is released.
 pub fn with_db<T>(
     session: &Session,
     out: &mut Output<'_>,
     f: impl FnOnce(&mut Db, u64) -> Result<T, StoreError>,
 ) -> Option<T> {
-    let mut keyspace = session.shared.store.lock();
-    let result = keyspace
-        .db(session.db)
-        .and_then(|db| f(db, unix_time_millis()));
-    drop(keyspace);
+    let (flags, result, events) = session.shared.store.with(|keyspace| {
+        let flags = keyspace.notify_flags();
+        match keyspace.db(session.db) {
+            Ok(db) => {
+                let result = f(db, unix_time_millis());
+                (flags, result, db.take_events())
+            }
+            Err(err) => (flags, Err(err), Vec::new()),
+        }
+    });
+    publish_key_events(
+        &session.shared,
+        flags,
+        events.into_iter().map(|event| (session.db, event)),
+    );
     match result {
         Ok(value) => Some(value),
         Err(err) => {
             out.error(&err.to_string());
             None
+        }
+    }
+}
+
+/// Runs `f` on the whole keyspace (commands that span databases), then publishes the
+/// events it recorded, as [`with_db`] does.
+pub fn with_keyspace<T>(
+    session: &Session,
+    out: &mut Output<'_>,
+    f: impl FnOnce(&mut Keyspace, u64) -> Result<T, StoreError>,
+) -> Option<T> {
+    let (result, flags, events) = session.shared.store.with(|keyspace| {
+        let result = f(keyspace, unix_time_millis());
+        (result, keyspace.notify_flags(), keyspace.take_events())
+    });
+    publish_key_events(&session.shared, flags, events);
+    match result {
+        Ok(value) => Some(value),
+        Err(err) => {
+            out.error(&err.to_string());
+            None
+        }
+    }
+}
+
+/// Publishes keyspace events as Redis does: the `__keyspace@<db>__:<key>` message (payload:
+/// the event name) before the `__keyevent@<db>__:<event>` message (payload: the key).
+pub fn publish_key_events(
+    shared: &Shared,
+    flags: u32,
+    events: impl IntoIterator<Item = (usize, KeyEvent)>,
+) {
+    for (db, event) in events {
+        if flags & herald_store::events::KEYSPACE != 0 {
+            let mut channel = format!("__keyspace@{db}__:").into_bytes();
+            channel.extend_from_slice(&event.key);
+            shared.engine.publish(
+                Scope::Classic,
+                Bytes::from(channel),
+                Bytes::from_static(event.name.as_bytes()),
+            );
+        }
+        if flags & herald_store::events::KEYEVENT != 0 {
+            let channel = format!("__keyevent@{db}__:{}", event.name);
+            shared
+                .engine
+                .publish(Scope::Classic, Bytes::from(channel), event.key.clone());
         }
     }
 }
@@ -398,6 +488,28 @@ pub fn expiry_at(
         out.error(&format!("ERR invalid expire time in '{command}' command"));
     }
     at
+}
+
+/// Parses a SCAN cursor as Redis's `strtoul` does: no leading space, optional sign
+/// (`-1` wraps to the largest cursor), decimal digits, `""` is 0.
+pub fn parse_cursor(arg: &[u8]) -> Option<u64> {
+    let (negative, digits) = match arg.first() {
+        Some(b'-') => (true, &arg[1..]),
+        Some(b'+') => (false, &arg[1..]),
+        _ => (false, arg),
+    };
+    if arg.is_empty() {
+        return Some(0);
+    }
+    if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    let value: u64 = std::str::from_utf8(digits).ok()?.parse().ok()?;
+    Some(if negative {
+        value.wrapping_neg()
+    } else {
+        value
+    })
 }
 
 /// The error for a non-integer argument.
@@ -496,6 +608,8 @@ mod tests {
         assert_eq!(parse_i64(b"0"), Some(0));
         assert_eq!(parse_i64(b"+1"), None);
         assert_eq!(parse_i64(b"01"), None);
+        assert_eq!(parse_i64(b"-0"), None);
+        assert_eq!(parse_i64(b"-01"), None);
         assert_eq!(parse_i64(b" 1"), None);
         assert_eq!(parse_i64(b"99999999999999999999"), None);
     }

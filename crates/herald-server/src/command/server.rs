@@ -129,6 +129,7 @@ const PARAMETERS: &[&str] = &[
     "proto-max-bulk-len",
     "client-query-buffer-limit",
     "client-output-buffer-limit",
+    "notify-keyspace-events",
 ];
 
 fn parameter_value(shared: &Shared, name: &str) -> String {
@@ -147,6 +148,9 @@ fn parameter_value(shared: &Shared, name: &str) -> String {
         "proto-max-bulk-len" => config.proto_max_bulk_len().to_string(),
         "client-query-buffer-limit" => config.query_buffer_limit().to_string(),
         "client-output-buffer-limit" => config.output_limits_text(),
+        "notify-keyspace-events" => herald_store::events::format_flags(
+            shared.store.with(|keyspace| keyspace.notify_flags()),
+        ),
         _ => String::new(),
     }
 }
@@ -177,6 +181,7 @@ enum Change {
     ProtoMaxBulkLen(String),
     QueryBufferLimit(String),
     OutputLimits(String),
+    NotifyKeyspaceEvents(u32),
 }
 
 fn validate(name: &str, value: &str) -> Result<Change, String> {
@@ -206,6 +211,9 @@ fn validate(name: &str, value: &str) -> Result<Change, String> {
             crate::config::parse_output_limits(value).map_err(failed)?;
             Ok(Change::OutputLimits(value.to_owned()))
         }
+        "notify-keyspace-events" => herald_store::events::parse_flags(value)
+            .map(Change::NotifyKeyspaceEvents)
+            .ok_or_else(|| "Invalid event class character. Use 'Ag$lshzxeKEtmdn'.".to_owned()),
         _ => Err(String::new()),
     }
 }
@@ -257,6 +265,13 @@ fn config_set(session: &mut Session, out: &mut Output<'_>, args: &[Bytes]) -> Fl
             Change::ProtoMaxBulkLen(value) => config.set_proto_max_bulk_len(&value),
             Change::QueryBufferLimit(value) => config.set_query_buffer_limit(&value),
             Change::OutputLimits(value) => config.set_output_limits(&value),
+            Change::NotifyKeyspaceEvents(flags) => {
+                session
+                    .shared
+                    .store
+                    .with(|keyspace| keyspace.set_notify_flags(flags));
+                Ok(())
+            }
         };
         if let Err(err) = applied {
             tracing::error!(%err, "validated CONFIG SET value failed to apply");

@@ -389,7 +389,9 @@ pub const INCRBYFLOAT: CommandSpec = CommandSpec {
     since: "2.6.0",
     summary: "Increment the floating point value of a key by a number. Uses 0 as initial value if the key doesn't exist.",
     handler: Some(|session, out, args| {
-        let Some(delta) = strings::parse_float(&args[2]).filter(|d| d.is_finite()) else {
+        // An infinite increment parses; the store then refuses the infinite result with
+        // Redis's "increment would produce NaN or Infinity".
+        let Some(delta) = strings::parse_float(&args[2]) else {
             out.error("ERR value is not a valid float");
             return Flow::Continue;
         };
