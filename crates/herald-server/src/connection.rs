@@ -15,13 +15,14 @@ use std::time::Duration;
 
 use bytes::BytesMut;
 use herald_engine::{CloseReason, Outbox};
-use herald_proto::RequestParser;
+use herald_proto::{ReplyWriter, RequestParser};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use crate::clients::ClientHandle;
+use crate::command::lists::write_served;
 use crate::server::Shared;
-use crate::session::{Flow, Session};
+use crate::session::{Blocked, Flow, Session};
 use crate::stats::ServerStats;
 use crate::writer::{self, ProtocolCell};
 
@@ -102,6 +103,7 @@ async fn read_loop(
         let mut replies = BytesMut::new();
         let mut end = None;
         let mut executed = 0u64;
+        let mut blocked = false;
         loop {
             let limits = shared.config.request_limits();
             let authenticated = session.is_authenticated();
@@ -113,9 +115,16 @@ async fn read_loop(
                         outbox.push_frame(replies.split().freeze());
                         outbox.release_held(true);
                     }
-                    if flow == Flow::Close {
-                        end = Some(ReadEnd::Flow);
-                        break;
+                    match flow {
+                        Flow::Continue => {}
+                        Flow::Close => {
+                            end = Some(ReadEnd::Flow);
+                            break;
+                        }
+                        Flow::Block => {
+                            blocked = true;
+                            break;
+                        }
                     }
                 }
                 Ok(None) => break,
@@ -139,6 +148,17 @@ async fn read_loop(
         outbox.release_held(false);
         if let Some(end) = end {
             return end;
+        }
+        if blocked {
+            if let Some(waiting) = session.blocked.take() {
+                if let Err(end) =
+                    wait_blocked(session, waiting, &mut reader, &mut buffer, shared, outbox).await
+                {
+                    return end;
+                }
+            }
+            // Requests that arrived while blocked are already buffered: parse them first.
+            continue;
         }
         if outbox.is_killed() {
             return ReadEnd::Killed;
@@ -164,6 +184,81 @@ async fn read_loop(
             _ = outbox.killed() => return ReadEnd::Killed,
         }
     }
+}
+
+/// Waits for a blocked command to be served, time out, or lose its client; queues its
+/// reply. Input that arrives meanwhile is buffered, not executed (Redis does the same).
+async fn wait_blocked(
+    session: &Session,
+    mut waiting: Blocked,
+    reader: &mut tokio::net::tcp::OwnedReadHalf,
+    buffer: &mut BytesMut,
+    shared: &Shared,
+    outbox: &Outbox,
+) -> Result<(), ReadEnd> {
+    let deadline = waiting.deadline;
+    let sleep = async move {
+        match deadline {
+            Some(deadline) => tokio::time::sleep_until(deadline).await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::pin!(sleep);
+    let served = loop {
+        tokio::select! {
+            served = &mut waiting.served => break served.ok(),
+            () = &mut sleep => {
+                if waiting.waiter.cancel() {
+                    unblock(shared, &waiting);
+                    break None;
+                }
+                // Served in the instant before the timeout: take what was served.
+                break (&mut waiting.served).await.ok();
+            }
+            () = outbox.killed() => {
+                waiting.waiter.cancel();
+                unblock(shared, &waiting);
+                return Err(ReadEnd::Killed);
+            }
+            read = reader.read_buf(buffer) => match read {
+                Ok(n) if n > 0 => {
+                    ServerStats::add(&shared.stats.net_input_bytes, n as u64);
+                    if buffer.len() > shared.config.query_buffer_limit() {
+                        waiting.waiter.cancel();
+                        unblock(shared, &waiting);
+                        ServerStats::add(&shared.stats.query_limit_disconnections, 1);
+                        return Err(ReadEnd::QueryBufferLimit(buffer.len()));
+                    }
+                }
+                Ok(_) => {
+                    waiting.waiter.cancel();
+                    unblock(shared, &waiting);
+                    return Err(ReadEnd::PeerClosed);
+                }
+                Err(err) => {
+                    waiting.waiter.cancel();
+                    unblock(shared, &waiting);
+                    return Err(ReadEnd::ReadError(err));
+                }
+            },
+        }
+    };
+    let mut reply = BytesMut::new();
+    write_served(
+        &mut ReplyWriter::new(&mut reply, session.protocol),
+        waiting.reply,
+        served,
+    );
+    outbox.push_frame(reply.freeze());
+    Ok(())
+}
+
+fn unblock(shared: &Shared, waiting: &Blocked) {
+    shared.store.with(|keyspace| {
+        if let Ok(db) = keyspace.db(waiting.db) {
+            db.waiters_mut().unblock(&waiting.waiter);
+        }
+    });
 }
 
 fn report_close(shared: &Shared, handle: &ClientHandle, end: ReadEnd) {

@@ -141,7 +141,13 @@ fn fields(shared: &Shared, section: &str) -> Vec<(&'static str, String)> {
                     "client_recent_max_output_buffer",
                     biggest_output.to_string(),
                 ),
-                ("blocked_clients", "0".to_owned()),
+                (
+                    "blocked_clients",
+                    shared
+                        .store
+                        .with(|keyspace| keyspace.blocked_clients())
+                        .to_string(),
+                ),
                 ("pubsub_clients", pubsub.to_string()),
             ]
         }

@@ -27,6 +27,9 @@ pub enum Flow {
     Continue,
     /// Flush the replies so far and close (QUIT, CLIENT KILL of oneself).
     Close,
+    /// The command blocked (BLPOP and friends): the connection waits for
+    /// [`Session::blocked`] to be served or to time out before reading on.
+    Block,
 }
 
 /// CLIENT REPLY state.
@@ -149,6 +152,34 @@ pub struct Session {
     pub transaction: Option<Transaction>,
     /// Keys this client WATCHes, and the flag any change to them sets.
     pub watch: Option<Watch>,
+    /// The wait a blocking command left for the connection ([`Flow::Block`]).
+    pub blocked: Option<Blocked>,
+}
+
+/// How a served or timed-out blocking command replies.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BlockedReply {
+    /// BLPOP/BRPOP: `[key, element]`.
+    KeyAndElement,
+    /// BLMPOP: `[key, [elements]]`.
+    KeyAndElements,
+    /// BLMOVE/BRPOPLPUSH: the element.
+    Element,
+}
+
+/// A client waiting on lists.
+#[derive(Debug)]
+pub struct Blocked {
+    /// Its registration in the store.
+    pub waiter: Arc<herald_store::blocking::Waiter>,
+    /// Where the store sends what it served.
+    pub served: tokio::sync::oneshot::Receiver<herald_store::blocking::Served>,
+    /// When it gives up (`None`: never).
+    pub deadline: Option<tokio::time::Instant>,
+    /// The database it waits in.
+    pub db: usize,
+    /// The reply's shape.
+    pub reply: BlockedReply,
 }
 
 /// A MULTI block being queued.
@@ -191,6 +222,7 @@ impl Session {
             current_command: "NULL",
             transaction: None,
             watch: None,
+            blocked: None,
         }
     }
 

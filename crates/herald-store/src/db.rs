@@ -22,6 +22,7 @@ use parking_lot::lock_api::ArcMutexGuard;
 use parking_lot::{Mutex, RawMutex};
 use rand::Rng;
 
+use crate::blocking::Waiters;
 use crate::error::StoreError;
 use crate::events::{self, KeyEvent};
 use crate::value::Value;
@@ -55,6 +56,8 @@ pub struct Db {
     events: Vec<KeyEvent>,
     /// WATCHed keys and the dirty flags of the transactions watching them.
     watchers: HashMap<Bytes, Vec<Arc<AtomicBool>>>,
+    /// Clients blocked on this database's lists.
+    waiters: Waiters,
 }
 
 /// A key's remaining life, as TTL/PTTL report it.
@@ -75,6 +78,7 @@ impl Db {
     /// the key (Redis's `signalModifiedKey`).
     pub fn notify(&mut self, class: u32, name: &'static str, key: &[u8]) {
         self.touch(key);
+        self.waiters.mark_ready(key);
         if self.notify_classes & class != 0 {
             self.events.push(KeyEvent {
                 class,
@@ -120,6 +124,11 @@ impl Db {
                 self.touch(key);
             }
         }
+    }
+
+    /// The clients blocked on this database's lists.
+    pub fn waiters_mut(&mut self) -> &mut Waiters {
+        &mut self.waiters
     }
 
     /// Takes the events recorded since the last call.
@@ -555,6 +564,21 @@ impl Keyspace {
         Ok(true)
     }
 
+    /// Serves clients blocked on keys that became ready, in every database.
+    pub fn serve_blocked(&mut self, now_ms: u64) {
+        for db in &mut self.dbs {
+            crate::blocking::serve_ready(db, now_ms);
+        }
+    }
+
+    /// Clients blocked on lists, all databases.
+    pub fn blocked_clients(&mut self) -> usize {
+        self.dbs
+            .iter_mut()
+            .map(|db| db.waiters_mut().waiting())
+            .sum()
+    }
+
     /// Runs active expiry over every database; returns the keys removed.
     pub fn active_expire_cycle(&mut self, now_ms: u64) -> usize {
         self.dbs.iter_mut().map(|db| db.active_expire(now_ms)).sum()
@@ -611,6 +635,16 @@ impl Store {
                     f(&mut self.keyspace.lock())
                 }
             }
+        })
+    }
+
+    /// True while this thread runs inside [`Store::atomically`] (blocked clients are then
+    /// served after the whole transaction, not in its middle).
+    pub fn in_atomic(&self) -> bool {
+        HELD.with(|held| {
+            held.borrow()
+                .as_ref()
+                .is_some_and(|guard| Arc::ptr_eq(ArcMutexGuard::mutex(guard), &self.keyspace))
         })
     }
 

@@ -5,6 +5,7 @@
 //! - [`db`]: one logical database (keys, values, expiry) and the [`Keyspace`] of
 //!   sixteen of them behind one lock ([`Store`]).
 //! - [`strings`]: string operations (SET options, INCR family, ranges).
+//! - [`blocking`]: clients blocked on lists and how they are served.
 //! - [`lists`]: list operations (pushes, pops, ranges, LPOS, LMOVE, LMPOP).
 //! - [`hashes`]: hash operations (fields, HINCRBY family, HRANDFIELD, HSCAN).
 //! - [`events`]: keyspace-notification classes and the events operations record.
@@ -15,6 +16,7 @@
 //! calls these operations and encodes the results. It never touches the pub/sub engine's
 //! locks: publishing does not wait for the keyspace.
 
+pub mod blocking;
 pub mod db;
 pub mod error;
 pub mod events;

@@ -236,6 +236,11 @@ pub static COMMANDS: &[&CommandSpec] = &[
     &lists::LMOVE,
     &lists::RPOPLPUSH,
     &lists::LMPOP,
+    &lists::BLPOP,
+    &lists::BRPOP,
+    &lists::BLMOVE,
+    &lists::BRPOPLPUSH,
+    &lists::BLMPOP,
     &introspection::COMMAND,
     &hashes::HSET,
     &hashes::HSETNX,
@@ -389,11 +394,16 @@ pub fn with_db<T>(
     out: &mut Output<'_>,
     f: impl FnOnce(&mut Db, u64) -> Result<T, StoreError>,
 ) -> Option<T> {
+    let in_transaction = session.shared.store.in_atomic();
     let (flags, result, events) = session.shared.store.with(|keyspace| {
         let flags = keyspace.notify_flags();
         match keyspace.db(session.db) {
             Ok(db) => {
-                let result = f(db, unix_time_millis());
+                let now = unix_time_millis();
+                let result = f(db, now);
+                if !in_transaction {
+                    herald_store::blocking::serve_ready(db, now);
+                }
                 (flags, result, db.take_events())
             }
             Err(err) => (flags, Err(err), Vec::new()),
@@ -420,8 +430,13 @@ pub fn with_keyspace<T>(
     out: &mut Output<'_>,
     f: impl FnOnce(&mut Keyspace, u64) -> Result<T, StoreError>,
 ) -> Option<T> {
+    let in_transaction = session.shared.store.in_atomic();
     let (result, flags, events) = session.shared.store.with(|keyspace| {
-        let result = f(keyspace, unix_time_millis());
+        let now = unix_time_millis();
+        let result = f(keyspace, now);
+        if !in_transaction {
+            keyspace.serve_blocked(now);
+        }
         (result, keyspace.notify_flags(), keyspace.take_events())
     });
     publish_key_events(&session.shared, flags, events);

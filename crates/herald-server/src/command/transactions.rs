@@ -116,6 +116,12 @@ fn exec(session: &mut Session, out: &mut Output<'_>, _: &[Bytes]) -> Flow {
             }
         }
     });
+    // Clients blocked on keys the transaction filled are served after it, as in Redis.
+    let (flags, events) = shared.store.with(|keyspace| {
+        keyspace.serve_blocked(unix_time_millis());
+        (keyspace.notify_flags(), keyspace.take_events())
+    });
+    super::publish_key_events(&shared, flags, events);
     flow
 }
 
