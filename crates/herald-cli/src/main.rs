@@ -26,6 +26,8 @@ struct Cli {
 enum Command {
     /// Run the server (RESP2/RESP3 on --bind:--port).
     Server(ServerArgs),
+    /// Load-test any RESP pub/sub server (Herald, Redis, Valkey).
+    Bench(herald_bench::BenchArgs),
 }
 
 #[derive(Debug, Args)]
@@ -106,6 +108,7 @@ fn main() -> ExitCode {
         .with_ansi(std::io::stderr().is_terminal())
         .init();
     match cli.command {
+        Command::Bench(args) => herald_bench::main(args),
         Command::Server(args) => {
             let config = match args.into_config() {
                 Ok(config) => config,

@@ -1,0 +1,138 @@
+//! `fanout`: P publishers → one channel → S subscribers, pipelined publishes.
+
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
+
+use clap::Args;
+
+use super::{consume, join_all, now_ns, numsub, publish_pipelined, run_tag, subscribe_all, Route};
+use crate::report::{BenchResult, RunMeta};
+use crate::resp::Conn;
+use crate::{BenchError, CommonArgs};
+
+/// `herald bench fanout`: saturated fan-out through one channel.
+#[derive(Debug, Clone, Args)]
+pub struct FanoutArgs {
+    /// Server address, rounds, output format.
+    #[command(flatten)]
+    pub common: CommonArgs,
+    /// Publisher connections.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub publishers: u32,
+    /// Subscriber connections (all on the one channel).
+    #[arg(long, default_value_t = 20)]
+    pub subscribers: usize,
+    /// Messages per publisher.
+    #[arg(long, default_value_t = 100_000)]
+    pub messages: u64,
+    /// Payload bytes (at least 20: publisher id, sequence, timestamp).
+    #[arg(long, default_value_t = 64)]
+    pub payload: usize,
+    /// Unanswered PUBLISH commands each publisher keeps in flight.
+    #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u64).range(1..=100_000))]
+    pub pipeline: u64,
+}
+
+impl FanoutArgs {
+    /// Total PUBLISH commands of one run.
+    pub fn total_publishes(&self) -> u64 {
+        u64::from(self.publishers) * self.messages
+    }
+}
+
+/// Runs the fan-out scenario once against `addr`.
+pub async fn run(
+    args: &FanoutArgs,
+    addr: &str,
+    progress: Arc<AtomicU64>,
+) -> Result<BenchResult, BenchError> {
+    let timeout = args.common.timeout();
+    let channel = format!("herald-bench:fanout:{}", run_tag()).into_bytes();
+    let subs_n = args.subscribers;
+    let names = {
+        let channel = channel.clone();
+        Arc::new(move |_| vec![channel.clone()])
+    };
+    let subs = subscribe_all(addr, subs_n, false, names, timeout).await?;
+
+    // The server, not our bookkeeping, must agree on the subscriber count.
+    let mut control = Conn::connect(addr, timeout).await?;
+    let counted = numsub(&mut control, &channel, timeout).await?;
+    if counted != subs_n as i64 {
+        return Err(BenchError::Verify(format!(
+            "PUBSUB NUMSUB says {counted} subscribers, expected {subs_n}"
+        )));
+    }
+
+    let mut pubs = Vec::with_capacity(args.publishers as usize);
+    for _ in 0..args.publishers {
+        pubs.push(Conn::connect(addr, timeout).await?);
+    }
+    let expected_each = args.total_publishes();
+    let route: Route = {
+        let channel = channel.clone();
+        let receivers = subs_n as u64;
+        Arc::new(move |_, _, out: &mut Vec<u8>| {
+            out.extend_from_slice(&channel);
+            receivers
+        })
+    };
+
+    let start = now_ns();
+    let publishers = args.publishers as usize;
+    let sub_tasks: Vec<_> = subs
+        .into_iter()
+        .map(|conn| tokio::spawn(consume(conn, publishers, expected_each, timeout)))
+        .collect();
+    let pub_tasks: Vec<_> = pubs
+        .into_iter()
+        .enumerate()
+        .map(|(id, conn)| {
+            tokio::spawn(publish_pipelined(
+                conn,
+                id as u32,
+                args.messages,
+                args.pipeline as usize,
+                args.payload,
+                Arc::clone(&route),
+                timeout,
+                Arc::clone(&progress),
+            ))
+        })
+        .collect();
+    let pub_done = join_all(pub_tasks).await;
+    let pub_done = match pub_done {
+        Ok(done) => done,
+        Err(e) => {
+            for t in &sub_tasks {
+                t.abort();
+            }
+            return Err(e);
+        }
+    };
+    let sub_done = join_all(sub_tasks).await?;
+    let still = numsub(&mut control, &channel, timeout).await?;
+    let pub_stats: Vec<_> = pub_done.into_iter().map(|(s, _)| s).collect();
+    let sub_stats: Vec<_> = sub_done.into_iter().map(|(s, _)| s).collect();
+    let meta = RunMeta {
+        scenario: "fanout",
+        server: addr.to_owned(),
+        publishers,
+        subscribers: subs_n,
+        patterns: 0,
+        payload_bytes: args.payload.max(super::HEADER_BYTES),
+        target_rate: None,
+    };
+    let mut result = BenchResult::assemble(
+        meta,
+        start,
+        expected_each * subs_n as u64,
+        &pub_stats,
+        &sub_stats,
+    )?;
+    if still != subs_n as i64 {
+        // A subscriber was dropped during the run (e.g. as a slow consumer).
+        result.receiver_mismatches += 1;
+    }
+    Ok(result)
+}
