@@ -2,8 +2,8 @@
 //!
 //! # Layout
 //! - [`value`]: the value types a key can hold.
-//! - [`db`]: one logical database (keys, values, expiry) and the [`Keyspace`] of
-//!   sixteen of them behind one lock ([`Store`]).
+//! - [`db`]: one logical database (keys, values, expiry, watchers, blocked clients).
+//! - [`keyspace`]: the [`Keyspace`] of sixteen databases behind one lock ([`Store`]).
 //! - [`strings`]: string operations (SET options, INCR family, ranges).
 //! - [`blocking`]: clients blocked on lists and how they are served.
 //! - [`lists`]: list operations (pushes, pops, ranges, LPOS, LMOVE, LMPOP).
@@ -21,10 +21,12 @@ pub mod db;
 pub mod error;
 pub mod events;
 pub mod hashes;
+pub mod keyspace;
 pub mod lists;
 pub mod strings;
 pub mod value;
 
-pub use db::{Db, Keyspace, Store, DATABASES};
+pub use db::Db;
 pub use error::StoreError;
+pub use keyspace::{Keyspace, Store, DATABASES};
 pub use value::Value;
