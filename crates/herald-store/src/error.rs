@@ -28,6 +28,9 @@ pub enum StoreError {
     /// A string would grow beyond `proto-max-bulk-len`.
     #[error("ERR string exceeds maximum allowed size (proto-max-bulk-len)")]
     StringTooLong,
+    /// HRANDFIELD with a negative count beyond [`crate::hashes::RANDOM_WITH_REPEATS_MAX`].
+    #[error("ERR value is out of range, HRANDFIELD count with repetitions is limited to 1000000")]
+    RandomCountTooLarge,
     /// LSET past the end of the list.
     #[error("ERR index out of range")]
     IndexOutOfRange,

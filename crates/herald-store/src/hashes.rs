@@ -222,13 +222,17 @@ pub fn random_field(db: &mut Db, key: &[u8], now_ms: u64) -> Result<Option<Bytes
     Ok(hash.get_index(index).map(|(field, _)| field.clone()))
 }
 
+/// Most fields one HRANDFIELD with a negative count (repeats allowed) may return: the
+/// whole reply is built before it is queued, so an unbounded count could exhaust memory
+/// and abort the server. Redis has no such cap (it streams the reply); this is a
+/// deliberate, documented difference.
+pub const RANDOM_WITH_REPEATS_MAX: usize = 1_000_000;
+
 /// HRANDFIELD key count: a positive count returns distinct entries, `min(count, len)` of
 /// them (the whole hash, in hash order, when `count >= len`; a random subset in random
 /// order otherwise); a negative count returns exactly `-count` entries picked
-/// independently, so they may repeat. Empty for a missing key or a zero count.
-///
-/// The reply is built in memory: a huge negative count costs memory in proportion, as
-/// Redis's output buffer would.
+/// independently, so they may repeat, at most [`RANDOM_WITH_REPEATS_MAX`]. Empty for a
+/// missing key or a zero count.
 pub fn random_fields(
     db: &mut Db,
     key: &[u8],
@@ -245,6 +249,9 @@ pub fn random_fields(
     let mut rng = rand::rng();
     let len = hash.len();
     let wanted = usize::try_from(count.unsigned_abs()).unwrap_or(usize::MAX);
+    if count < 0 && wanted > RANDOM_WITH_REPEATS_MAX {
+        return Err(StoreError::RandomCountTooLarge);
+    }
     if count < 0 {
         return Ok((0..wanted)
             .filter_map(|_| entry(rng.random_range(0..len)))

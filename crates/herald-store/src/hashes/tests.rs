@@ -417,3 +417,14 @@ fn scan_returns_fields_present_throughout_despite_deletes_and_inserts() {
         }
     }
 }
+
+#[test]
+fn random_fields_with_repeats_are_capped() {
+    let mut db = db_with("h", &["f", "v"]);
+    let too_many = -(RANDOM_WITH_REPEATS_MAX as i64) - 1;
+    assert_eq!(
+        random_fields(&mut db, b"h", too_many, NOW),
+        Err(StoreError::RandomCountTooLarge)
+    );
+    assert_eq!(random_fields(&mut db, b"h", -3, NOW).unwrap().len(), 3);
+}
