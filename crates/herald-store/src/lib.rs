@@ -6,6 +6,7 @@
 //! - [`keyspace`]: the [`Keyspace`] of sixteen databases behind one lock ([`Store`]).
 //! - [`strings`]: string operations (SET options, INCR family, ranges).
 //! - [`blocking`]: clients blocked on lists and how they are served.
+//! - [`packed`]: the compact representation of list values.
 //! - [`lists`]: list operations (pushes, pops, ranges, LPOS, LMOVE, LMPOP).
 //! - [`hashes`]: hash operations (fields, HINCRBY family, HRANDFIELD, HSCAN).
 //! - [`events`]: keyspace-notification classes and the events operations record.
@@ -23,6 +24,7 @@ pub mod events;
 pub mod hashes;
 pub mod keyspace;
 pub mod lists;
+pub mod packed;
 pub mod strings;
 pub mod value;
 

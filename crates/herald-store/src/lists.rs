@@ -4,14 +4,13 @@
 //! A list that becomes empty is deleted, as in Redis. Indexes follow Redis: negative
 //! values count from the tail, ranges are clamped, and out-of-range reads are empty.
 
-use std::collections::VecDeque;
-
 use bytes::Bytes;
 
 use crate::db::Db;
 use crate::error::StoreError;
 use crate::events;
-use crate::value::{owned, Value};
+use crate::packed::PackedList;
+use crate::value::Value;
 
 /// Which end of a list.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -38,7 +37,7 @@ fn list<'a>(
     db: &'a mut Db,
     key: &[u8],
     now_ms: u64,
-) -> Result<Option<&'a mut VecDeque<Bytes>>, StoreError> {
+) -> Result<Option<&'a mut PackedList>, StoreError> {
     match db.get_mut(key, now_ms) {
         None => Ok(None),
         Some(Value::List(list)) => Ok(Some(list)),
@@ -60,14 +59,14 @@ pub fn push(
     if only_if_exists && !existing {
         return Ok(0);
     }
-    let Value::List(list) = db.get_or_insert_with(key, now_ms, || Value::List(VecDeque::new()))
+    let Value::List(list) = db.get_or_insert_with(key, now_ms, || Value::List(PackedList::new()))
     else {
         return Err(StoreError::WrongType);
     };
     for value in values {
         match end {
-            End::Left => list.push_front(owned(value)),
-            End::Right => list.push_back(owned(value)),
+            End::Left => list.push_front(value),
+            End::Right => list.push_back(value),
         }
     }
     let len = list.len();
@@ -88,8 +87,8 @@ pub fn pop(
     };
     let take = count.min(list.len());
     let popped: Vec<Bytes> = match end {
-        End::Left => list.drain(..take).collect(),
-        End::Right => list.drain(list.len() - take..).rev().collect(),
+        End::Left => (0..take).filter_map(|_| list.pop_front()).collect(),
+        End::Right => (0..take).filter_map(|_| list.pop_back()).collect(),
     };
     if !popped.is_empty() {
         db.notify(events::LIST, end.event("pop"), key);
@@ -131,7 +130,12 @@ pub fn range(
         return Ok(Vec::new());
     };
     Ok(match normalize(start, stop, list.len()) {
-        Some((first, last)) => list.range(first..=last).cloned().collect(),
+        Some((first, last)) => list
+            .iter()
+            .skip(first)
+            .take(last + 1 - first)
+            .map(Bytes::copy_from_slice)
+            .collect(),
         None => Vec::new(),
     })
 }
@@ -151,7 +155,7 @@ pub fn index(
     let Some(list) = list(db, key, now_ms)? else {
         return Ok(None);
     };
-    Ok(position(index, list.len()).and_then(|at| list.get(at).cloned()))
+    Ok(position(index, list.len()).and_then(|at| list.get(at)))
 }
 
 /// LSET key index element.
@@ -164,7 +168,7 @@ pub fn set(
 ) -> Result<(), StoreError> {
     let list = list(db, key, now_ms)?.ok_or(StoreError::NoSuchKey)?;
     let at = position(index, list.len()).ok_or(StoreError::IndexOutOfRange)?;
-    list[at] = owned(value);
+    list.set(at, value);
     db.notify(events::LIST, "lset", key);
     Ok(())
 }
@@ -175,11 +179,8 @@ pub fn trim(db: &mut Db, key: &[u8], start: i64, stop: i64, now_ms: u64) -> Resu
         return Ok(());
     };
     match normalize(start, stop, list.len()) {
-        Some((first, last)) => {
-            list.truncate(last + 1);
-            list.drain(..first);
-        }
-        None => list.clear(),
+        Some((first, last)) => list.keep_range(first, last),
+        None => *list = PackedList::new(),
     }
     db.notify(events::LIST, "ltrim", key);
     db.remove_if_empty(key);
@@ -203,23 +204,31 @@ pub fn remove(
     } else {
         count.unsigned_abs() as usize
     };
-    let mut removed = 0;
-    if count >= 0 {
-        list.retain(|item| {
-            let drop = removed < limit && item == element;
-            removed += usize::from(drop);
-            !drop
-        });
+    // Mark the matches to drop, from the head or from the tail, then rebuild once.
+    let matches: Vec<usize> = list
+        .iter()
+        .enumerate()
+        .filter(|(_, item)| *item == element)
+        .map(|(at, _)| at)
+        .collect();
+    let dropped: Vec<usize> = if count >= 0 {
+        matches.into_iter().take(limit).collect()
     } else {
-        let mut kept: VecDeque<Bytes> = VecDeque::with_capacity(list.len());
-        while let Some(item) = list.pop_back() {
-            if removed < limit && item == element {
-                removed += 1;
-            } else {
-                kept.push_front(item);
-            }
+        matches.into_iter().rev().take(limit).collect()
+    };
+    let removed = dropped.len();
+    if removed > 0 {
+        let mut drop = vec![false; list.len()];
+        for at in dropped {
+            drop[at] = true;
         }
-        *list = kept;
+        let rebuilt = PackedList::from_values(
+            list.iter()
+                .zip(drop)
+                .filter(|(_, dropped)| !dropped)
+                .map(|(item, _)| item),
+        );
+        *list = rebuilt;
     }
     if removed > 0 {
         db.notify(events::LIST, "lrem", key);
@@ -244,7 +253,7 @@ pub fn insert(
     let Some(at) = list.iter().position(|item| item == pivot) else {
         return Ok(-1);
     };
-    list.insert(at + usize::from(after), owned(element));
+    list.insert(at + usize::from(after), element);
     let len = list.len() as i64;
     db.notify(events::LIST, "linsert", key);
     Ok(len)
@@ -272,16 +281,27 @@ pub fn positions(
         maxlen.min(list.len())
     };
     let skip = (rank.unsigned_abs() as usize).saturating_sub(1);
-    let indexes: Box<dyn Iterator<Item = usize>> = if rank >= 0 {
-        Box::new(0..scan)
+    let len = list.len();
+    let matches = list
+        .iter()
+        .enumerate()
+        .filter(|(_, item)| *item == element)
+        .map(|(at, _)| at);
+    Ok(if rank >= 0 {
+        matches
+            .take_while(|&at| at < scan)
+            .skip(skip)
+            .take(wanted)
+            .collect()
     } else {
-        Box::new((list.len() - scan..list.len()).rev())
-    };
-    Ok(indexes
-        .filter(|&at| list.get(at).is_some_and(|item| item == element))
-        .skip(skip)
-        .take(wanted)
-        .collect())
+        let from_tail: Vec<usize> = matches.filter(|&at| at >= len - scan).collect();
+        from_tail
+            .into_iter()
+            .rev()
+            .skip(skip)
+            .take(wanted)
+            .collect()
+    })
 }
 
 /// LMOVE source destination LEFT|RIGHT LEFT|RIGHT (RPOPLPUSH is RIGHT LEFT): the moved

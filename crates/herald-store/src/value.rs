@@ -1,17 +1,17 @@
 //! Values stored under keys.
 
-use std::collections::VecDeque;
-
 use bytes::Bytes;
 use indexmap::IndexMap;
+
+use crate::packed::PackedList;
 
 /// What a key holds.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Value {
     /// A binary-safe string.
     String(Bytes),
-    /// A list of strings, pushed and popped at both ends.
-    List(VecDeque<Bytes>),
+    /// A list of strings, pushed and popped at both ends, stored compactly.
+    List(PackedList),
     /// A hash of fields to values; insertion-ordered so HRANDFIELD and HSCAN can index it.
     Hash(IndexMap<Bytes, Bytes>),
 }
