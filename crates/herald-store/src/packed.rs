@@ -283,10 +283,16 @@ impl PackedList {
         *self = rebuilt;
     }
 
-    /// Keeps only elements `first..=last` (LTRIM).
+    /// Keeps only elements `first..=last` (LTRIM): pops from both ends, so the common
+    /// "push then trim to the newest N" costs only what it removes.
     pub fn keep_range(&mut self, first: usize, last: usize) {
-        let kept = PackedList::from_values(self.iter().skip(first).take(last + 1 - first));
-        *self = kept;
+        let drop_back = self.len.saturating_sub(last.saturating_add(1));
+        for _ in 0..drop_back {
+            self.pop_back();
+        }
+        for _ in 0..first.min(self.len) {
+            self.pop_front();
+        }
     }
 }
 
