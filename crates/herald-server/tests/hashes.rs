@@ -8,27 +8,13 @@ mod common;
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use common::TestServer;
-use redis::aio::MultiplexedConnection;
 use redis::{cmd, AsyncCommands, Value};
-
-async fn connect(server: &TestServer, resp3: bool) -> MultiplexedConnection {
-    let url = if resp3 {
-        format!("{}?protocol=resp3", server.url())
-    } else {
-        server.url()
-    };
-    redis::Client::open(url)
-        .unwrap()
-        .get_multiplexed_async_connection()
-        .await
-        .unwrap()
-}
 
 #[tokio::test]
 async fn hash_commands_round_trip_in_both_protocols() {
     let server = TestServer::start().await;
     for resp3 in [false, true] {
-        let mut con = connect(&server, resp3).await;
+        let mut con = server.connection(resp3).await;
         let _: () = cmd("FLUSHALL").query_async(&mut con).await.unwrap();
         let added: i64 = cmd("HSET")
             .arg("h")
@@ -110,7 +96,7 @@ async fn hash_commands_round_trip_in_both_protocols() {
 async fn hrandfield_counts_in_both_protocols() {
     let server = TestServer::start().await;
     for resp3 in [false, true] {
-        let mut con = connect(&server, resp3).await;
+        let mut con = server.connection(resp3).await;
         let _: () = cmd("FLUSHALL").query_async(&mut con).await.unwrap();
         let pairs: Vec<(String, String)> = (0..10)
             .map(|i| (format!("f{i}"), format!("v{i}")))
@@ -182,7 +168,7 @@ async fn hrandfield_counts_in_both_protocols() {
 async fn hscan_returns_every_field_exactly_once() {
     let server = TestServer::start().await;
     for resp3 in [false, true] {
-        let mut con = connect(&server, resp3).await;
+        let mut con = server.connection(resp3).await;
         let _: () = cmd("FLUSHALL").query_async(&mut con).await.unwrap();
         let pairs: Vec<(String, String)> = (0..300)
             .map(|i| (format!("field:{i}"), i.to_string()))

@@ -8,27 +8,13 @@ mod common;
 use std::time::Duration;
 
 use common::TestServer;
-use redis::aio::MultiplexedConnection;
 use redis::{cmd, AsyncCommands, Value};
-
-async fn connect(server: &TestServer, resp3: bool) -> MultiplexedConnection {
-    let url = if resp3 {
-        format!("{}?protocol=resp3", server.url())
-    } else {
-        server.url()
-    };
-    redis::Client::open(url)
-        .unwrap()
-        .get_multiplexed_async_connection()
-        .await
-        .unwrap()
-}
 
 #[tokio::test]
 async fn strings_round_trip_in_both_protocols() {
     let server = TestServer::start().await;
     for resp3 in [false, true] {
-        let mut con = connect(&server, resp3).await;
+        let mut con = server.connection(resp3).await;
         let _: () = cmd("FLUSHALL").query_async(&mut con).await.unwrap();
         let _: () = con.set("greeting", "hello").await.unwrap();
         let value: Option<String> = con.get("greeting").await.unwrap();
@@ -102,7 +88,7 @@ async fn strings_round_trip_in_both_protocols() {
 #[tokio::test]
 async fn set_options_behave_like_redis() {
     let server = TestServer::start().await;
-    let mut con = connect(&server, false).await;
+    let mut con = server.connection(false).await;
     let set = |args: &[&str]| {
         let mut c = cmd("SET");
         for arg in args {
@@ -234,7 +220,7 @@ async fn exact_error_texts() {
 #[tokio::test]
 async fn expire_conditions_and_ttl_family() {
     let server = TestServer::start().await;
-    let mut con = connect(&server, true).await;
+    let mut con = server.connection(true).await;
     let _: () = con.set("k", "v").await.unwrap();
     let expire = |args: &[&str]| {
         let mut c = cmd("EXPIRE");
@@ -302,7 +288,7 @@ async fn expire_conditions_and_ttl_family() {
 #[tokio::test]
 async fn keys_expire_lazily_and_actively() {
     let server = TestServer::start().await;
-    let mut con = connect(&server, false).await;
+    let mut con = server.connection(false).await;
     let _: () = con.pset_ex("lazy", "v", 30).await.unwrap();
     for i in 0..200 {
         let _: () = con.pset_ex(format!("active:{i}"), "v", 30).await.unwrap();
@@ -373,7 +359,7 @@ async fn databases_are_separate() {
 #[tokio::test]
 async fn scan_visits_every_key_once_and_copy_copies() {
     let server = TestServer::start().await;
-    let mut con = connect(&server, true).await;
+    let mut con = server.connection(true).await;
     for i in 0..300 {
         let _: () = con.set(format!("scan:{i}"), i).await.unwrap();
     }

@@ -13,12 +13,7 @@ use redis::{cmd, AsyncCommands};
 async fn notification_history_flow() {
     let server = TestServer::start().await;
     for resp3 in [false, true] {
-        let url = if resp3 {
-            format!("{}?protocol=resp3", server.url())
-        } else {
-            server.url()
-        };
-        let client = redis::Client::open(url).unwrap();
+        let client = redis::Client::open(server.url_for(resp3)).unwrap();
         let mut con = client.get_multiplexed_async_connection().await.unwrap();
         let _: () = cmd("FLUSHALL").query_async(&mut con).await.unwrap();
         let mut pubsub = client.get_async_pubsub().await.unwrap();

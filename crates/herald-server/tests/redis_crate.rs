@@ -13,12 +13,7 @@ use redis::AsyncCommands;
 const WAIT: Duration = Duration::from_secs(5);
 
 fn client(server: &TestServer, resp3: bool) -> redis::Client {
-    let url = if resp3 {
-        format!("{}?protocol=resp3", server.url())
-    } else {
-        server.url()
-    };
-    redis::Client::open(url).unwrap()
+    redis::Client::open(server.url_for(resp3)).unwrap()
 }
 
 async fn pubsub_round_trip(resp3: bool) {

@@ -54,6 +54,24 @@ impl TestServer {
         format!("redis://{}/", self.addr)
     }
 
+    /// The URL of this server for the `redis` crate, asking for RESP3 when `resp3`.
+    pub fn url_for(&self, resp3: bool) -> String {
+        if resp3 {
+            format!("{}?protocol=resp3", self.url())
+        } else {
+            self.url()
+        }
+    }
+
+    /// A `redis` crate connection in RESP2 or RESP3.
+    pub async fn connection(&self, resp3: bool) -> redis::aio::MultiplexedConnection {
+        redis::Client::open(self.url_for(resp3))
+            .unwrap()
+            .get_multiplexed_async_connection()
+            .await
+            .unwrap()
+    }
+
     /// Stops the server and waits for it.
     pub async fn stop(mut self) {
         if let Some(stop) = self.stop.take() {
