@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use clap::Args;
 
-use super::{consume, join_all, now_ns, numsub, publish_pipelined, run_tag, subscribe_all, Route};
+use super::{numsub, run_tag, subscribe_all, Route};
 use crate::report::{BenchResult, RunMeta};
 use crate::resp::Conn;
 use crate::{BenchError, CommonArgs};
@@ -78,42 +78,23 @@ pub async fn run(
         })
     };
 
-    let start = now_ns();
     let publishers = args.publishers as usize;
-    let sub_tasks: Vec<_> = subs
-        .into_iter()
-        .map(|conn| tokio::spawn(consume(conn, publishers, expected_each, timeout)))
-        .collect();
-    let pub_tasks: Vec<_> = pubs
-        .into_iter()
-        .enumerate()
-        .map(|(id, conn)| {
-            tokio::spawn(publish_pipelined(
-                conn,
-                id as u32,
-                args.messages,
-                args.pipeline as usize,
-                args.payload,
-                Arc::clone(&route),
-                timeout,
-                Arc::clone(&progress),
-            ))
-        })
-        .collect();
-    let pub_done = join_all(pub_tasks).await;
-    let pub_done = match pub_done {
-        Ok(done) => done,
-        Err(e) => {
-            for t in &sub_tasks {
-                t.abort();
-            }
-            return Err(e);
-        }
+    let load = super::Load {
+        messages: args.messages,
+        pipeline: args.pipeline as usize,
+        payload: args.payload,
     };
-    let sub_done = join_all(sub_tasks).await?;
+    let driven = super::drive(
+        subs,
+        &vec![expected_each; subs_n],
+        pubs,
+        route,
+        load,
+        timeout,
+        Arc::clone(&progress),
+    )
+    .await?;
     let still = numsub(&mut control, &channel, timeout).await?;
-    let pub_stats: Vec<_> = pub_done.into_iter().map(|(s, _)| s).collect();
-    let sub_stats: Vec<_> = sub_done.into_iter().map(|(s, _)| s).collect();
     let meta = RunMeta {
         scenario: "fanout",
         server: addr.to_owned(),
@@ -125,10 +106,10 @@ pub async fn run(
     };
     let mut result = BenchResult::assemble(
         meta,
-        start,
+        driven.start,
         expected_each * subs_n as u64,
-        &pub_stats,
-        &sub_stats,
+        &driven.publishers,
+        &driven.subscribers,
     )?;
     if still != subs_n as i64 {
         // A subscriber was dropped during the run (e.g. as a slow consumer).

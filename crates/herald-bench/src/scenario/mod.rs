@@ -302,6 +302,83 @@ pub async fn consume(
     Ok((stats, conn))
 }
 
+/// How much a saturated scenario publishes.
+#[derive(Clone, Copy, Debug)]
+pub struct Load {
+    /// Messages per publisher.
+    pub messages: u64,
+    /// Unanswered PUBLISHes allowed per publisher.
+    pub pipeline: usize,
+    /// Payload size in bytes.
+    pub payload: usize,
+}
+
+/// What [`drive`] measured.
+pub struct Driven {
+    /// When publishing started (`now_ns`).
+    pub start: u64,
+    /// Each publisher's statistics.
+    pub publishers: Vec<PubStats>,
+    /// Each subscriber's statistics.
+    pub subscribers: Vec<SubStats>,
+    /// The subscriber connections, still open so the caller can check the server's
+    /// counts before they go.
+    pub connections: Vec<Conn>,
+}
+
+/// Runs subscribers (each expecting its count from `expected`) and pipelined publishers
+/// to completion. A failing publisher stops the subscribers instead of leaving them to
+/// time out.
+pub async fn drive(
+    subs: Vec<Conn>,
+    expected: &[u64],
+    pubs: Vec<Conn>,
+    route: Route,
+    load: Load,
+    timeout: Duration,
+    progress: Arc<AtomicU64>,
+) -> Result<Driven, BenchError> {
+    let publishers = pubs.len();
+    let start = now_ns();
+    let sub_tasks: Vec<_> = subs
+        .into_iter()
+        .zip(expected.iter().copied())
+        .map(|(conn, want)| tokio::spawn(consume(conn, publishers, want, timeout)))
+        .collect();
+    let pub_tasks: Vec<_> = pubs
+        .into_iter()
+        .enumerate()
+        .map(|(id, conn)| {
+            tokio::spawn(publish_pipelined(
+                conn,
+                id as u32,
+                load.messages,
+                load.pipeline,
+                load.payload,
+                Arc::clone(&route),
+                timeout,
+                Arc::clone(&progress),
+            ))
+        })
+        .collect();
+    let pub_done = match join_all(pub_tasks).await {
+        Ok(done) => done,
+        Err(e) => {
+            for task in &sub_tasks {
+                task.abort();
+            }
+            return Err(e);
+        }
+    };
+    let (subscribers, connections) = join_all(sub_tasks).await?.into_iter().unzip();
+    Ok(Driven {
+        start,
+        publishers: pub_done.into_iter().map(|(stats, _)| stats).collect(),
+        subscribers,
+        connections,
+    })
+}
+
 /// Where publisher `p`'s message `seq` goes: writes the channel into the buffer and
 /// returns how many subscribers should receive it.
 pub type Route = Arc<dyn Fn(u32, u64, &mut Vec<u8>) -> u64 + Send + Sync>;

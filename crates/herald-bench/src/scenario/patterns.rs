@@ -10,9 +10,7 @@ use std::sync::Arc;
 
 use clap::Args;
 
-use super::{
-    consume, join_all, now_ns, numpat, publish_pipelined, run_tag, splitmix, subscribe_all, Route,
-};
+use super::{numpat, run_tag, splitmix, subscribe_all, Route};
 use crate::report::{BenchResult, RunMeta};
 use crate::resp::Conn;
 use crate::{BenchError, CommonArgs};
@@ -151,40 +149,21 @@ pub async fn run(
         Arc::new(move |p, seq, out: &mut Vec<u8>| u64::from(plan.channel(p, seq, out).is_some()))
     };
     let publishers = args.publishers as usize;
-    let start = now_ns();
-    let sub_tasks: Vec<_> = subs
-        .into_iter()
-        .zip(expected.iter().copied())
-        .map(|(conn, want)| tokio::spawn(consume(conn, publishers, want, timeout)))
-        .collect();
-    let pub_tasks: Vec<_> = pubs
-        .into_iter()
-        .enumerate()
-        .map(|(id, conn)| {
-            tokio::spawn(publish_pipelined(
-                conn,
-                id as u32,
-                args.messages,
-                args.pipeline as usize,
-                args.payload,
-                Arc::clone(&route),
-                timeout,
-                Arc::clone(&progress),
-            ))
-        })
-        .collect();
-    let pub_done = match join_all(pub_tasks).await {
-        Ok(done) => done,
-        Err(e) => {
-            for t in &sub_tasks {
-                t.abort();
-            }
-            return Err(e);
-        }
+    let load = super::Load {
+        messages: args.messages,
+        pipeline: args.pipeline as usize,
+        payload: args.payload,
     };
-    let sub_done = join_all(sub_tasks).await?;
-    let pub_stats: Vec<_> = pub_done.into_iter().map(|(s, _)| s).collect();
-    let sub_stats: Vec<_> = sub_done.into_iter().map(|(s, _)| s).collect();
+    let driven = super::drive(
+        subs,
+        &expected,
+        pubs,
+        route,
+        load,
+        timeout,
+        Arc::clone(&progress),
+    )
+    .await?;
     let meta = RunMeta {
         scenario: "patterns",
         server: addr.to_owned(),
@@ -194,7 +173,13 @@ pub async fn run(
         payload_bytes: args.payload.max(super::HEADER_BYTES),
         target_rate: None,
     };
-    BenchResult::assemble(meta, start, expected.iter().sum(), &pub_stats, &sub_stats)
+    BenchResult::assemble(
+        meta,
+        driven.start,
+        expected.iter().sum(),
+        &driven.publishers,
+        &driven.subscribers,
+    )
 }
 
 #[cfg(test)]
