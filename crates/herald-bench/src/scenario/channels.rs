@@ -128,10 +128,7 @@ pub async fn run(
             }
         }
     }
-    let mut pubs = Vec::with_capacity(args.publishers as usize);
-    for _ in 0..args.publishers {
-        pubs.push(Conn::connect(addr, timeout).await?);
-    }
+    let pubs = super::connect_n(addr, args.publishers, timeout).await?;
     let route: Route = {
         let prefix = Arc::clone(&prefix);
         let receivers = Arc::new(receivers);

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use clap::Args;
 
-use super::{consume, join_all, now_ns, numsub, publish_pipelined, run_tag, subscribe_all};
+use super::{numsub, run_tag, subscribe_all};
 use super::{Route, HEADER_BYTES};
 use crate::report::{BenchResult, RunMeta};
 use crate::resp::Conn;
@@ -91,34 +91,22 @@ pub async fn run(
             n as u64
         })
     };
-    let start = now_ns();
-    let sub_tasks: Vec<_> = subs
-        .into_iter()
-        .map(|conn| tokio::spawn(consume(conn, 1, args.messages, timeout)))
-        .collect();
     // Depth 1: each PUBLISH is answered before the next, as in "one PUBLISH to N".
-    let published = publish_pipelined(
-        publisher,
-        0,
-        args.messages,
-        1,
-        args.payload,
+    let load = super::Load {
+        messages: args.messages,
+        pipeline: 1,
+        payload: args.payload,
+    };
+    let driven = super::drive(
+        subs,
+        &vec![args.messages; n],
+        vec![publisher],
         route,
+        load,
         timeout,
         progress,
     )
-    .await;
-    let (pub_stats, _publisher) = match published {
-        Ok(done) => done,
-        Err(e) => {
-            for t in &sub_tasks {
-                t.abort();
-            }
-            return Err(e);
-        }
-    };
-    let sub_done = join_all(sub_tasks).await?;
-    let sub_stats: Vec<_> = sub_done.into_iter().map(|(s, _)| s).collect();
+    .await?;
     let meta = RunMeta {
         scenario: "connections",
         server: addr.to_owned(),
@@ -130,10 +118,10 @@ pub async fn run(
     };
     let mut result = BenchResult::assemble(
         meta,
-        start,
+        driven.start,
         args.messages * n as u64,
-        &[pub_stats],
-        &sub_stats,
+        &driven.publishers,
+        &driven.subscribers,
     )?;
     if let (Some(before), Some(after)) = (before, after) {
         result.rss_bytes_per_connection = Some((after as f64 - before as f64) / n.max(1) as f64);

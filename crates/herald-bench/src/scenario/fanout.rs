@@ -5,9 +5,8 @@ use std::sync::Arc;
 
 use clap::Args;
 
-use super::{numsub, run_tag, subscribe_all, Route};
+use super::{numsub, run_tag, Route};
 use crate::report::{BenchResult, RunMeta};
-use crate::resp::Conn;
 use crate::{BenchError, CommonArgs};
 
 /// `herald bench fanout`: saturated fan-out through one channel.
@@ -49,25 +48,9 @@ pub async fn run(
     let timeout = args.common.timeout();
     let channel = format!("herald-bench:fanout:{}", run_tag()).into_bytes();
     let subs_n = args.subscribers;
-    let names = {
-        let channel = channel.clone();
-        Arc::new(move |_| vec![channel.clone()])
-    };
-    let subs = subscribe_all(addr, subs_n, false, names, timeout).await?;
+    let (subs, mut control) = super::subscribe_counted(addr, &channel, subs_n, timeout).await?;
 
-    // The server, not our bookkeeping, must agree on the subscriber count.
-    let mut control = Conn::connect(addr, timeout).await?;
-    let counted = numsub(&mut control, &channel, timeout).await?;
-    if counted != subs_n as i64 {
-        return Err(BenchError::Verify(format!(
-            "PUBSUB NUMSUB says {counted} subscribers, expected {subs_n}"
-        )));
-    }
-
-    let mut pubs = Vec::with_capacity(args.publishers as usize);
-    for _ in 0..args.publishers {
-        pubs.push(Conn::connect(addr, timeout).await?);
-    }
+    let pubs = super::connect_n(addr, args.publishers, timeout).await?;
     let expected_each = args.total_publishes();
     let route: Route = {
         let channel = channel.clone();

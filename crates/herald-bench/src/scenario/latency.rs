@@ -13,12 +13,10 @@ use std::time::Duration;
 
 use clap::Args;
 
-use super::{
-    consume, encode_publish, join_all, now_ns, numsub, run_tag, subscribe_all, write_payload,
-};
+use super::{consume, encode_publish, now_ns, run_tag, write_payload};
 use super::{PubStats, HEADER_BYTES};
 use crate::report::{BenchResult, RunMeta};
-use crate::resp::{parse, Conn, Reply};
+use crate::resp::{parse, Reply};
 use crate::{BenchError, CommonArgs};
 
 /// `herald bench latency`: end-to-end latency at a fixed publish rate.
@@ -72,18 +70,7 @@ pub async fn run(
     let timeout = args.common.timeout();
     let channel = format!("herald-bench:latency:{}", run_tag()).into_bytes();
     let subs_n = args.subscribers;
-    let names = {
-        let channel = channel.clone();
-        Arc::new(move |_| vec![channel.clone()])
-    };
-    let subs = subscribe_all(addr, subs_n, false, names, timeout).await?;
-    let mut control = Conn::connect(addr, timeout).await?;
-    let counted = numsub(&mut control, &channel, timeout).await?;
-    if counted != subs_n as i64 {
-        return Err(BenchError::Verify(format!(
-            "PUBSUB NUMSUB says {counted} subscribers, expected {subs_n}"
-        )));
-    }
+    let (subs, _control) = super::subscribe_counted(addr, &channel, subs_n, timeout).await?;
 
     let n = args.messages_each();
     let publishers = args.publishers as usize;
@@ -111,16 +98,7 @@ pub async fn run(
         };
         pub_tasks.push(tokio::task::spawn_blocking(move || job.run()));
     }
-    let pub_done = match join_all(pub_tasks).await {
-        Ok(done) => done,
-        Err(e) => {
-            for t in &sub_tasks {
-                t.abort();
-            }
-            return Err(e);
-        }
-    };
-    let sub_done = join_all(sub_tasks).await?;
+    let (pub_done, sub_done) = super::join_run(pub_tasks, sub_tasks).await?;
     let sub_stats: Vec<_> = sub_done.into_iter().map(|(s, _)| s).collect();
     let meta = RunMeta {
         scenario: "latency",

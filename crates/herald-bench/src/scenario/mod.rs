@@ -254,6 +254,57 @@ pub async fn join_all<T>(
     Ok(out)
 }
 
+/// Joins the publishers, then the subscribers. If a publisher fails, the subscribers are
+/// aborted rather than left to run into their idle timeout.
+pub async fn join_run<P, S>(
+    publishers: Vec<tokio::task::JoinHandle<Result<P, BenchError>>>,
+    subscribers: Vec<tokio::task::JoinHandle<Result<S, BenchError>>>,
+) -> Result<(Vec<P>, Vec<S>), BenchError> {
+    let published = match join_all(publishers).await {
+        Ok(done) => done,
+        Err(e) => {
+            for task in &subscribers {
+                task.abort();
+            }
+            return Err(e);
+        }
+    };
+    Ok((published, join_all(subscribers).await?))
+}
+
+/// Subscribes `n` connections to `channel` and checks, on a separate control connection,
+/// that the server counts exactly `n` subscribers (PUBSUB NUMSUB): the server, not our
+/// bookkeeping, must agree. Returns the subscribers and the control connection.
+pub async fn subscribe_counted(
+    addr: &str,
+    channel: &[u8],
+    n: usize,
+    timeout: Duration,
+) -> Result<(Vec<Conn>, Conn), BenchError> {
+    let names = {
+        let channel = channel.to_vec();
+        Arc::new(move |_| vec![channel.clone()])
+    };
+    let subs = subscribe_all(addr, n, false, names, timeout).await?;
+    let mut control = Conn::connect(addr, timeout).await?;
+    let counted = numsub(&mut control, channel, timeout).await?;
+    if counted != n as i64 {
+        return Err(BenchError::Verify(format!(
+            "PUBSUB NUMSUB says {counted} subscribers, expected {n}"
+        )));
+    }
+    Ok((subs, control))
+}
+
+/// Opens `n` connections (publishers).
+pub async fn connect_n(addr: &str, n: u32, timeout: Duration) -> Result<Vec<Conn>, BenchError> {
+    let mut conns = Vec::with_capacity(n as usize);
+    for _ in 0..n {
+        conns.push(Conn::connect(addr, timeout).await?);
+    }
+    Ok(conns)
+}
+
 /// A channel or pattern tag unique to this run, so rounds and runs never collide.
 pub fn run_tag() -> String {
     format!("{}-{}", std::process::id(), now_ns())
@@ -361,16 +412,8 @@ pub async fn drive(
             ))
         })
         .collect();
-    let pub_done = match join_all(pub_tasks).await {
-        Ok(done) => done,
-        Err(e) => {
-            for task in &sub_tasks {
-                task.abort();
-            }
-            return Err(e);
-        }
-    };
-    let (subscribers, connections) = join_all(sub_tasks).await?.into_iter().unzip();
+    let (pub_done, sub_done) = join_run(pub_tasks, sub_tasks).await?;
+    let (subscribers, connections) = sub_done.into_iter().unzip();
     Ok(Driven {
         start,
         publishers: pub_done.into_iter().map(|(stats, _)| stats).collect(),

@@ -140,10 +140,7 @@ pub async fn run(
         }
     }
 
-    let mut pubs = Vec::with_capacity(args.publishers as usize);
-    for _ in 0..args.publishers {
-        pubs.push(Conn::connect(addr, timeout).await?);
-    }
+    let pubs = super::connect_n(addr, args.publishers, timeout).await?;
     let route: Route = {
         let plan = Arc::clone(&plan);
         Arc::new(move |p, seq, out: &mut Vec<u8>| u64::from(plan.channel(p, seq, out).is_some()))
