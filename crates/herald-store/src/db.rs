@@ -81,6 +81,10 @@ impl Db {
 
     /// Marks the transactions watching `key` as dirty.
     fn touch(&self, key: &[u8]) {
+        // Checked first: hashing the key for an empty map is the common case's whole cost.
+        if self.watchers.is_empty() {
+            return;
+        }
         if let Some(flags) = self.watchers.get(key) {
             for flag in flags {
                 flag.store(true, Ordering::Relaxed);
