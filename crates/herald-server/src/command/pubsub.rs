@@ -223,6 +223,16 @@ impl Kind {
         }
     }
 
+    /// The client's set of names of this kind.
+    fn subscribed(self, session: &mut Session) -> &mut indexmap::IndexSet<Bytes> {
+        let subscriptions = &mut session.subscriptions;
+        match self {
+            Kind::Channel => &mut subscriptions.channels,
+            Kind::Pattern => &mut subscriptions.patterns,
+            Kind::Shard => &mut subscriptions.shard_channels,
+        }
+    }
+
     /// The count confirmations report: channels + patterns, or shard channels alone.
     fn count(self, session: &Session) -> usize {
         match self {
@@ -251,7 +261,8 @@ fn confirm(out: &mut Output<'_>, kind: &str, name: Option<&[u8]>, count: usize) 
 
 fn subscribe(session: &mut Session, out: &mut Output<'_>, names: &[Bytes], kind: Kind) -> Flow {
     let outbox = std::sync::Arc::clone(session.outbox());
-    let engine = &session.shared.engine;
+    let shared = std::sync::Arc::clone(&session.shared);
+    let engine = &shared.engine;
     for name in names {
         let added = match kind {
             Kind::Channel => engine.subscribe(Scope::Classic, name.clone(), &outbox),
@@ -259,12 +270,7 @@ fn subscribe(session: &mut Session, out: &mut Output<'_>, names: &[Bytes], kind:
             Kind::Pattern => engine.psubscribe(name.clone(), &outbox),
         };
         if added {
-            let set = match kind {
-                Kind::Channel => &mut session.subscriptions.channels,
-                Kind::Pattern => &mut session.subscriptions.patterns,
-                Kind::Shard => &mut session.subscriptions.shard_channels,
-            };
-            set.insert(name.clone());
+            kind.subscribed(session).insert(name.clone());
         }
         confirm(out, kind.names().0, Some(name), kind.count(session));
     }
@@ -273,13 +279,8 @@ fn subscribe(session: &mut Session, out: &mut Output<'_>, names: &[Bytes], kind:
 }
 
 fn unsubscribe(session: &mut Session, out: &mut Output<'_>, names: &[Bytes], kind: Kind) -> Flow {
-    let set = match kind {
-        Kind::Channel => &session.subscriptions.channels,
-        Kind::Pattern => &session.subscriptions.patterns,
-        Kind::Shard => &session.subscriptions.shard_channels,
-    };
     let targets: Vec<Bytes> = if names.is_empty() {
-        set.iter().cloned().collect()
+        kind.subscribed(session).iter().cloned().collect()
     } else {
         names.to_vec()
     };
@@ -297,12 +298,7 @@ fn unsubscribe(session: &mut Session, out: &mut Output<'_>, names: &[Bytes], kin
             Kind::Pattern => engine.punsubscribe(name, id),
         };
         if removed {
-            let set = match kind {
-                Kind::Channel => &mut session.subscriptions.channels,
-                Kind::Pattern => &mut session.subscriptions.patterns,
-                Kind::Shard => &mut session.subscriptions.shard_channels,
-            };
-            set.shift_remove(name);
+            kind.subscribed(session).shift_remove(name);
         }
         confirm(out, reply_name, Some(name), kind.count(session));
     }
