@@ -312,3 +312,60 @@ async fn soft_limit_disconnects_after_its_window() {
         );
     }
 }
+
+#[tokio::test]
+async fn a_client_that_does_not_read_stops_being_read() {
+    let server = TestServer::start().await;
+    let mut admin = server.client().await;
+    let reader = server.client().await;
+    let (mut read_half, mut write_half) = reader.stream.into_split();
+    // 64 requests of 1 MB each: far more than the 4 MB of unread replies after which the
+    // server stops reading this client.
+    let payload = vec![b'e'; 1024 * 1024];
+    let mut request = format!("*2\r\n$4\r\nECHO\r\n${}\r\n", payload.len()).into_bytes();
+    request.extend_from_slice(&payload);
+    request.extend_from_slice(b"\r\n");
+    let writer = tokio::spawn(async move {
+        for _ in 0..64 {
+            tokio::io::AsyncWriteExt::write_all(&mut write_half, &request)
+                .await
+                .unwrap();
+        }
+        write_half
+    });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(
+        !writer.is_finished(),
+        "the server kept reading a client that reads nothing"
+    );
+    // The replies waiting for it stay bounded by the backpressure threshold, not 64 MB.
+    admin.cmd(&[b"CLIENT", b"LIST"]).await;
+    let list = String::from_utf8(admin.read_bulk().await).unwrap();
+    let omem: usize = list
+        .lines()
+        .filter_map(|line| line.split(" omem=").nth(1))
+        .filter_map(|rest| rest.split(' ').next()?.parse().ok())
+        .max()
+        .unwrap();
+    assert!(omem <= 5 * 1024 * 1024, "omem={omem}");
+    // Once the client reads, everything is answered in order.
+    let mut received = 0usize;
+    let expected = 64 * (payload.len() + format!("${}\r\n\r\n", payload.len()).len());
+    let mut buffer = vec![0u8; 1 << 16];
+    while received < expected {
+        let n = tokio::time::timeout(
+            Duration::from_secs(10),
+            tokio::io::AsyncReadExt::read(&mut read_half, &mut buffer),
+        )
+        .await
+        .expect("replies stalled")
+        .unwrap();
+        assert!(n > 0, "connection closed after {received} bytes");
+        received += n;
+    }
+    assert_eq!(received, expected);
+    tokio::time::timeout(Duration::from_secs(10), writer)
+        .await
+        .expect("writer finished")
+        .unwrap();
+}

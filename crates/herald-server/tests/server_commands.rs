@@ -266,3 +266,74 @@ async fn shutdown_closes_connections() {
     server.stop().await;
     c.expect_closed().await;
 }
+
+#[tokio::test]
+async fn client_list_filters_and_command_list_filters() {
+    let server = TestServer::start().await;
+    let mut sub = server.client().await;
+    sub.cmd(&[b"SUBSCRIBE", b"x"]).await;
+    sub.expect(&common::confirm('*', "subscribe", "x", 1)).await;
+    let mut c = server.client().await;
+    c.cmd(&[b"CLIENT", b"ID"]).await;
+    let id = c
+        .read_line()
+        .await
+        .trim_start_matches(':')
+        .trim_end()
+        .to_owned();
+    c.cmd(&[b"CLIENT", b"LIST", b"TYPE", b"pubsub"]).await;
+    let pubsub = String::from_utf8(c.read_bulk().await).unwrap();
+    assert_eq!(pubsub.lines().count(), 1, "{pubsub}");
+    assert!(pubsub.contains(" sub=1 "), "{pubsub}");
+    c.cmd(&[b"CLIENT", b"LIST", b"ID", id.as_bytes()]).await;
+    let mine = String::from_utf8(c.read_bulk().await).unwrap();
+    assert!(mine.starts_with(&format!("id={id} ")), "{mine}");
+    assert_eq!(mine.lines().count(), 1);
+    c.cmd(&[b"CLIENT", b"LIST", b"TYPE", b"bogus"]).await;
+    c.expect(b"-ERR Unknown client type 'bogus'\r\n").await;
+    c.cmd(&[b"CLIENT", b"LIST", b"ID", b"0"]).await;
+    c.expect(b"-ERR Invalid client ID\r\n").await;
+    c.cmd(&[b"COMMAND", b"LIST", b"FILTERBY", b"PATTERN", b"client|*"])
+        .await;
+    let header = c.read_line().await;
+    let count: usize = header.trim_start_matches('*').trim_end().parse().unwrap();
+    let mut names = Vec::new();
+    for _ in 0..count {
+        names.push(String::from_utf8(c.read_bulk().await).unwrap());
+    }
+    assert!(names.contains(&"client|list".to_owned()), "{names:?}");
+    assert!(
+        names.iter().all(|name| name.starts_with("client|")),
+        "{names:?}"
+    );
+    c.cmd(&[b"COMMAND", b"LIST", b"FILTERBY", b"ACLCAT", b"pubsub"])
+        .await;
+    let header = c.read_line().await;
+    assert_ne!(header, "*0\r\n");
+    for _ in 0..header
+        .trim_start_matches('*')
+        .trim_end()
+        .parse::<usize>()
+        .unwrap()
+    {
+        c.read_bulk().await;
+    }
+    c.cmd(&[b"COMMAND", b"LIST", b"FILTERBY", b"COLOR", b"x"])
+        .await;
+    c.expect(b"-ERR syntax error\r\n").await;
+}
+
+#[tokio::test]
+async fn config_resetstat_zeroes_the_counters() {
+    let server = TestServer::start().await;
+    let mut c = server.client().await;
+    c.cmd(&[b"PING"]).await;
+    c.expect(b"+PONG\r\n").await;
+    c.cmd(&[b"CONFIG", b"RESETSTAT"]).await;
+    c.expect(b"+OK\r\n").await;
+    c.cmd(&[b"INFO", b"stats"]).await;
+    let info = String::from_utf8(c.read_bulk().await).unwrap();
+    assert!(info.contains("total_connections_received:0\r\n"), "{info}");
+    // As in Redis, RESETSTAT counts itself once it has run; INFO is counted after it replies.
+    assert!(info.contains("total_commands_processed:1\r\n"), "{info}");
+}
