@@ -9,6 +9,7 @@
 //! - [`packed`]: the compact representation of list values.
 //! - [`lists`]: list operations (pushes, pops, ranges, LPOS, LMOVE, LMPOP).
 //! - [`hashes`]: hash operations (fields, HINCRBY family, HRANDFIELD, HSCAN).
+//! - [`aof`]: the append-only file (format, group-committed writer, offline check).
 //! - [`events`]: keyspace-notification classes and the events operations record.
 //! - [`error`]: failures with Redis's error texts.
 //!
@@ -17,6 +18,7 @@
 //! calls these operations and encodes the results. It never touches the pub/sub engine's
 //! locks: publishing does not wait for the keyspace.
 
+pub mod aof;
 pub mod blocking;
 pub mod db;
 pub mod error;

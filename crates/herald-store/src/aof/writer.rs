@@ -1,0 +1,728 @@
+//! The append side of the append-only file: a cheap in-memory append for the command
+//! path, a background thread that writes and fsyncs, and the watermarks replies wait on.
+//!
+//! Commands append their records while they hold the keyspace lock, so the file's order
+//! is the order in which the keyspace changed. An append only copies bytes into a
+//! buffer and returns a sequence number; it never touches the disk. The writer thread
+//! takes everything buffered in one swap, writes it with one `write`, and (by policy)
+//! fsyncs it: all writes that arrived during one fsync share the next one, which is
+//! group commit. Two watermarks tell a connection when its reply may go out:
+//! - *written*: the bytes are in the kernel (a crash of Herald loses nothing);
+//! - *synced*: they are on disk (a crash of the machine loses nothing).
+//!
+//! Under [`FsyncPolicy::Always`] replies wait for *synced*; under `everysec` and `no`
+//! for *written*, and the thread fsyncs once a second (`everysec`) or never (`no`,
+//! the kernel decides).
+//!
+//! When a write fails (a full disk), the file is cut back to its last whole record, the
+//! bytes stay buffered and are retried every second, [`AofWriter::writable`] turns
+//! further write commands away (the server answers `-MISCONF`), and the waiting replies
+//! keep waiting: nothing is acknowledged that is not in the file, and nothing buffered is
+//! dropped. A failed fsync under `always` is handled the same way with the unsynced
+//! bytes written again, because after a failed fsync Linux may have dropped the dirty
+//! pages and a later fsync would succeed without them.
+//!
+//! Rewrites: [`AofWriter::begin_rewrite`] starts keeping a copy of every append; the
+//! caller writes a snapshot of the keyspace (as of that moment) to a temporary file; then
+//! [`AofWriter::finish_rewrite`] has the thread append the copy to it, fsync it, rename it
+//! over the live file and fsync the directory. At every instant the path names a
+//! complete file: the old one until the rename, the new one after.
+//!
+//! Locking: one `parking_lot::Mutex` over the buffer and flags, held for a memcpy by
+//! appenders and for a swap by the thread; the file itself belongs to the thread, which
+//! holds no lock while it writes or fsyncs (except while switching files on a rewrite,
+//! when appenders must wait so that no record lands in the old file only).
+
+use std::fmt;
+use std::fs::{File, OpenOptions};
+use std::future::Future;
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::sync::{mpsc, Arc};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use parking_lot::{Condvar, Mutex};
+use tokio::sync::watch;
+
+/// How often `everysec` fsyncs, and how often a failed write or fsync is retried.
+const FSYNC_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Failed writes tolerated at shutdown before giving up,
+/// so that a full disk cannot keep the process from exiting.
+const SHUTDOWN_ATTEMPTS: u32 = 3;
+
+/// When the data reaches the disk (Redis's `appendfsync`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum FsyncPolicy {
+    /// Before every reply that follows a write (group commit).
+    Always,
+    /// About once a second; a machine crash loses at most about a second.
+    #[default]
+    EverySec,
+    /// When the kernel decides.
+    No,
+}
+
+impl FromStr for FsyncPolicy {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        match text.to_ascii_lowercase().as_str() {
+            "always" => Ok(FsyncPolicy::Always),
+            "everysec" => Ok(FsyncPolicy::EverySec),
+            "no" => Ok(FsyncPolicy::No),
+            _ => Err(format!(
+                "appendfsync must be always, everysec or no, not '{text}'"
+            )),
+        }
+    }
+}
+
+impl fmt::Display for FsyncPolicy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            FsyncPolicy::Always => "always",
+            FsyncPolicy::EverySec => "everysec",
+            FsyncPolicy::No => "no",
+        })
+    }
+}
+
+/// The state INFO persistence reports.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WriteStatus {
+    /// Bytes in the live file, written so far.
+    pub current_size: u64,
+    /// Its size after the last rewrite (or at open): the base of automatic rewrites.
+    pub base_size: u64,
+    /// Bytes appended and not yet written.
+    pub buffered: u64,
+    /// The last write or fsync error, while it lasts.
+    pub last_error: Option<String>,
+    /// A rewrite is collecting appends.
+    pub rewriting: bool,
+}
+
+#[derive(Debug)]
+struct State {
+    pending: Vec<u8>,
+    /// Sequence number of the last append.
+    appended: u64,
+    policy: FsyncPolicy,
+    last_error: Option<String>,
+    rewrite: Option<Vec<u8>>,
+    switch: Option<(PathBuf, mpsc::Sender<io::Result<()>>)>,
+    current_size: u64,
+    base_size: u64,
+    shutdown: bool,
+}
+
+#[derive(Debug)]
+struct Shared {
+    path: PathBuf,
+    state: Mutex<State>,
+    wake: Condvar,
+    written: watch::Sender<u64>,
+    synced: watch::Sender<u64>,
+}
+
+/// The live append-only file. Dropping it flushes and fsyncs what is buffered.
+#[derive(Debug)]
+pub struct AofWriter {
+    shared: Arc<Shared>,
+    thread: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl AofWriter {
+    /// Opens (or creates) `path` for appending and starts the writer thread.
+    pub fn open(path: &Path, policy: FsyncPolicy) -> io::Result<AofWriter> {
+        let file = OpenOptions::new().create(true).append(true).open(path)?;
+        let size = file.metadata()?.len();
+        let shared = Arc::new(Shared {
+            path: path.to_owned(),
+            state: Mutex::new(State {
+                pending: Vec::new(),
+                appended: 0,
+                policy,
+                last_error: None,
+                rewrite: None,
+                switch: None,
+                current_size: size,
+                base_size: size,
+                shutdown: false,
+            }),
+            wake: Condvar::new(),
+            written: watch::Sender::new(0),
+            synced: watch::Sender::new(0),
+        });
+        let thread = {
+            let shared = Arc::clone(&shared);
+            std::thread::Builder::new()
+                .name("herald-aof".to_owned())
+                .spawn(move || WriterThread::new(shared, file, size).run())?
+        };
+        Ok(AofWriter {
+            shared,
+            thread: Mutex::new(Some(thread)),
+        })
+    }
+
+    /// The file's path.
+    pub fn path(&self) -> &Path {
+        &self.shared.path
+    }
+
+    /// `Err` with the last failure while the file cannot be written: write commands must
+    /// be refused (Redis's `-MISCONF`) rather than acknowledged and lost.
+    pub fn writable(&self) -> Result<(), String> {
+        match &self.shared.state.lock().last_error {
+            Some(error) => Err(error.clone()),
+            None => Ok(()),
+        }
+    }
+
+    /// Appends what `encode` writes (whole records) and returns its sequence number.
+    pub fn append_with(&self, encode: impl FnOnce(&mut Vec<u8>)) -> u64 {
+        let mut state = self.shared.state.lock();
+        let start = state.pending.len();
+        encode(&mut state.pending);
+        let State {
+            pending, rewrite, ..
+        } = &mut *state;
+        if let Some(copy) = rewrite {
+            copy.extend_from_slice(&pending[start..]);
+        }
+        state.appended += 1;
+        let sequence = state.appended;
+        drop(state);
+        self.shared.wake.notify_one();
+        sequence
+    }
+
+    /// The sequence number of the last append (0 before any).
+    pub fn last_sequence(&self) -> u64 {
+        self.shared.state.lock().appended
+    }
+
+    /// Resolves once append `sequence` is as durable as the policy in force promises.
+    pub fn durable(&self, sequence: u64) -> impl Future<Output = ()> + Send + 'static {
+        let mut watermark = match self.policy() {
+            FsyncPolicy::Always => self.shared.synced.subscribe(),
+            FsyncPolicy::EverySec | FsyncPolicy::No => self.shared.written.subscribe(),
+        };
+        async move {
+            // The senders live as long as this writer; an error means it is gone.
+            let _ = watermark.wait_for(|done| *done >= sequence).await;
+        }
+    }
+
+    /// Append `sequence` is in the kernel (written, maybe not fsynced).
+    pub fn is_written(&self, sequence: u64) -> bool {
+        *self.shared.written.borrow() >= sequence
+    }
+
+    /// The fsync policy in force.
+    pub fn policy(&self) -> FsyncPolicy {
+        self.shared.state.lock().policy
+    }
+
+    /// Changes the fsync policy (CONFIG SET appendfsync).
+    pub fn set_policy(&self, policy: FsyncPolicy) {
+        self.shared.state.lock().policy = policy;
+        self.shared.wake.notify_one();
+    }
+
+    /// Sizes and health, for INFO persistence and automatic rewrites.
+    pub fn status(&self) -> WriteStatus {
+        let state = self.shared.state.lock();
+        WriteStatus {
+            current_size: state.current_size,
+            base_size: state.base_size,
+            buffered: state.pending.len() as u64,
+            last_error: state.last_error.clone(),
+            rewriting: state.rewrite.is_some(),
+        }
+    }
+
+    /// Starts keeping a copy of every append for a rewrite; false when one already is.
+    /// Call it while holding the keyspace lock, at the instant of the snapshot.
+    pub fn begin_rewrite(&self) -> bool {
+        let mut state = self.shared.state.lock();
+        if state.rewrite.is_some() {
+            return false;
+        }
+        state.rewrite = Some(Vec::new());
+        true
+    }
+
+    /// Drops the copy of a rewrite that failed.
+    pub fn abort_rewrite(&self) {
+        self.shared.state.lock().rewrite = None;
+    }
+
+    /// Completes a rewrite: `snapshot` (a file in the same directory holding the keyspace
+    /// as of [`AofWriter::begin_rewrite`]) gets every append since, is fsynced and
+    /// replaces the live file. Blocks until the switch is done; on failure the live file
+    /// is untouched and keeps receiving appends.
+    pub fn finish_rewrite(&self, snapshot: &Path) -> io::Result<()> {
+        let (reply, result) = mpsc::channel();
+        {
+            let mut state = self.shared.state.lock();
+            if state.rewrite.is_none() {
+                return Err(io::Error::other("no rewrite in progress"));
+            }
+            state.switch = Some((snapshot.to_owned(), reply));
+        }
+        self.shared.wake.notify_one();
+        result
+            .recv()
+            .unwrap_or_else(|_| Err(io::Error::other("the append-only file writer stopped")))
+    }
+
+    /// Writes and fsyncs everything buffered, then stops the thread (SIGTERM path).
+    pub fn shutdown(&self) {
+        self.shared.state.lock().shutdown = true;
+        self.shared.wake.notify_one();
+        if let Some(thread) = self.thread.lock().take() {
+            if thread.join().is_err() {
+                tracing::error!("the append-only file writer thread panicked");
+            }
+        }
+    }
+}
+
+impl Drop for AofWriter {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+/// What only the writer thread touches.
+struct WriterThread {
+    shared: Arc<Shared>,
+    file: File,
+    /// Size of the file up to its last whole record (what a failed write is cut back to).
+    size: u64,
+    /// Size up to the last successful fsync.
+    synced_size: u64,
+    /// Under `always`: the bytes written since the last successful fsync, written again
+    /// when that fsync fails.
+    unsynced: Vec<u8>,
+    written_sequence: u64,
+    synced_sequence: u64,
+    last_sync: Instant,
+    batch: Vec<u8>,
+}
+
+impl WriterThread {
+    fn new(shared: Arc<Shared>, file: File, size: u64) -> Self {
+        WriterThread {
+            shared,
+            file,
+            size,
+            synced_size: size,
+            unsynced: Vec::new(),
+            written_sequence: 0,
+            synced_sequence: 0,
+            last_sync: Instant::now(),
+            batch: Vec::new(),
+        }
+    }
+
+    fn run(mut self) {
+        let shared = Arc::clone(&self.shared);
+        let mut shutdown_failures = 0;
+        loop {
+            let mut state = shared.state.lock();
+            if let Some((snapshot, reply)) = state.switch.take() {
+                let result = self.switch_to(&mut state, &snapshot);
+                drop(state);
+                let _ = reply.send(result);
+                continue;
+            }
+            let failing = state.last_error.is_some();
+            let must_sync = self.synced_sequence < self.written_sequence
+                && (state.policy == FsyncPolicy::Always
+                    || (state.policy == FsyncPolicy::EverySec
+                        && self.last_sync.elapsed() >= FSYNC_INTERVAL));
+            if state.pending.is_empty() && !must_sync && !state.shutdown {
+                let wait = if failing || self.synced_sequence < self.written_sequence {
+                    FSYNC_INTERVAL.saturating_sub(self.last_sync.elapsed())
+                } else {
+                    FSYNC_INTERVAL
+                };
+                shared
+                    .wake
+                    .wait_for(&mut state, wait.max(Duration::from_millis(1)));
+                continue;
+            }
+            let shutdown = state.shutdown && state.pending.is_empty();
+            std::mem::swap(&mut self.batch, &mut state.pending);
+            let sequence = state.appended;
+            let policy = state.policy;
+            drop(state);
+
+            if !self.batch.is_empty() && !self.write_batch(sequence, policy) {
+                if shutdown_failures == SHUTDOWN_ATTEMPTS && self.give_up() {
+                    return;
+                }
+                shutdown_failures += u32::from(self.shared.state.lock().shutdown);
+                self.pause_after_failure();
+                continue;
+            }
+            let sync_now = shutdown
+                || policy == FsyncPolicy::Always
+                || (policy == FsyncPolicy::EverySec && self.last_sync.elapsed() >= FSYNC_INTERVAL);
+            if sync_now && self.synced_sequence < self.written_sequence && !self.sync(policy) {
+                if shutdown {
+                    return;
+                }
+                self.pause_after_failure();
+                continue;
+            }
+            if shutdown {
+                return;
+            }
+        }
+    }
+
+    /// Writes the batch; on failure cuts the file back and puts the batch back in front.
+    fn write_batch(&mut self, sequence: u64, policy: FsyncPolicy) -> bool {
+        match self.file.write_all(&self.batch) {
+            Ok(()) => {
+                self.size += self.batch.len() as u64;
+                if policy == FsyncPolicy::Always {
+                    self.unsynced.extend_from_slice(&self.batch);
+                }
+                self.batch.clear();
+                self.written_sequence = sequence;
+                {
+                    let mut state = self.shared.state.lock();
+                    state.current_size = self.size;
+                    if state.last_error.take().is_some() {
+                        tracing::info!("append-only file writes succeed again");
+                    }
+                }
+                // After the size is recorded, so that a woken waiter sees it.
+                self.shared.written.send_replace(sequence);
+                true
+            }
+            Err(err) => {
+                tracing::error!(
+                    path = %self.shared.path.display(),
+                    "cannot write the append-only file: {err}; retrying every second, write commands are refused meanwhile"
+                );
+                if let Err(cut) = self.file.set_len(self.size) {
+                    tracing::error!("cannot cut a partial record off the append-only file: {cut}");
+                }
+                let mut state = self.shared.state.lock();
+                self.batch.extend_from_slice(&state.pending);
+                std::mem::swap(&mut self.batch, &mut state.pending);
+                self.batch.clear();
+                state.last_error = Some(err.to_string());
+                false
+            }
+        }
+    }
+
+    fn sync(&mut self, policy: FsyncPolicy) -> bool {
+        match self.file.sync_data() {
+            Ok(()) => {
+                self.last_sync = Instant::now();
+                self.synced_size = self.size;
+                self.unsynced.clear();
+                self.synced_sequence = self.written_sequence;
+                self.shared.synced.send_replace(self.synced_sequence);
+                true
+            }
+            Err(err) => {
+                tracing::error!(
+                    path = %self.shared.path.display(),
+                    "cannot fsync the append-only file: {err}; write commands are refused until it succeeds"
+                );
+                self.last_sync = Instant::now();
+                let mut state = self.shared.state.lock();
+                state.last_error = Some(err.to_string());
+                if policy == FsyncPolicy::Always {
+                    // Write the unsynced bytes again: the kernel may have dropped them.
+                    if self.file.set_len(self.synced_size).is_ok() {
+                        self.size = self.synced_size;
+                        self.unsynced.extend_from_slice(&state.pending);
+                        std::mem::swap(&mut self.unsynced, &mut state.pending);
+                        self.unsynced.clear();
+                    }
+                }
+                false
+            }
+        }
+    }
+
+    /// At shutdown, after [`SHUTDOWN_ATTEMPTS`] failed writes: says loudly what could not
+    /// be written (none of it was acknowledged) and lets the process end.
+    fn give_up(&self) -> bool {
+        let state = self.shared.state.lock();
+        tracing::error!(
+            path = %self.shared.path.display(),
+            unwritten_bytes = state.pending.len(),
+            "shutting down with writes the append-only file could not take; they were never acknowledged"
+        );
+        true
+    }
+
+    fn pause_after_failure(&self) {
+        let mut state = self.shared.state.lock();
+        if !state.shutdown && state.switch.is_none() {
+            self.shared.wake.wait_for(&mut state, FSYNC_INTERVAL);
+        }
+    }
+
+    /// Appends the rewrite's copy to `snapshot`, makes it durable and the live file.
+    /// Appenders wait meanwhile, so every record is in exactly the file that ends up live.
+    fn switch_to(&mut self, state: &mut State, snapshot: &Path) -> io::Result<()> {
+        let Some(copy) = state.rewrite.take() else {
+            return Err(io::Error::other("no rewrite in progress"));
+        };
+        let mut file = OpenOptions::new().append(true).open(snapshot)?;
+        file.write_all(&copy)?;
+        file.sync_all()?;
+        std::fs::rename(snapshot, &self.shared.path)?;
+        if let Some(dir) = self.shared.path.parent() {
+            let dir = if dir.as_os_str().is_empty() {
+                Path::new(".")
+            } else {
+                dir
+            };
+            File::open(dir)?.sync_all()?;
+        }
+        let size = file.metadata()?.len();
+        self.file = file;
+        self.size = size;
+        self.synced_size = size;
+        self.unsynced.clear();
+        self.batch.clear();
+        state.pending.clear();
+        state.current_size = size;
+        state.base_size = size;
+        state.last_error = None;
+        self.written_sequence = state.appended;
+        self.synced_sequence = state.appended;
+        self.last_sync = Instant::now();
+        self.shared.written.send_replace(state.appended);
+        self.shared.synced.send_replace(state.appended);
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::aof::format::{encode_command, AofEntry, AofReader};
+
+    fn temp_dir(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!(
+            "herald-aof-{name}-{}-{:?}",
+            std::process::id(),
+            std::thread::current().id()
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    fn commands_in(path: &Path) -> Vec<Vec<String>> {
+        let bytes = std::fs::read(path).unwrap();
+        let mut reader = AofReader::new(&bytes[..]);
+        let mut out = Vec::new();
+        while let Some((_, entry)) = reader.next_entry().unwrap() {
+            match entry {
+                AofEntry::Command(args) => out.push(
+                    args.iter()
+                        .map(|a| String::from_utf8_lossy(a).into_owned())
+                        .collect(),
+                ),
+                AofEntry::Transaction(_) => panic!("unexpected transaction"),
+            }
+        }
+        out
+    }
+
+    fn append(writer: &AofWriter, words: &[&str]) -> u64 {
+        writer.append_with(|out| encode_command(out, words))
+    }
+
+    #[tokio::test]
+    async fn every_policy_reaches_the_file_before_the_reply() {
+        for policy in [FsyncPolicy::Always, FsyncPolicy::EverySec, FsyncPolicy::No] {
+            let dir = temp_dir(&format!("policy-{policy}"));
+            let path = dir.join("appendonly.aof");
+            let writer = AofWriter::open(&path, policy).unwrap();
+            let first = append(&writer, &["SET", "a", "1"]);
+            let second = append(&writer, &["SET", "b", "2"]);
+            assert_eq!((first, second), (1, 2));
+            writer.durable(second).await;
+            assert!(writer.is_written(second));
+            assert_eq!(
+                commands_in(&path),
+                vec![vec!["SET", "a", "1"], vec!["SET", "b", "2"]],
+                "{policy}"
+            );
+            assert_eq!(
+                writer.status().current_size,
+                std::fs::metadata(&path).unwrap().len()
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn concurrent_appends_keep_their_order_and_share_fsyncs() {
+        let dir = temp_dir("group");
+        let path = dir.join("appendonly.aof");
+        let writer = Arc::new(AofWriter::open(&path, FsyncPolicy::Always).unwrap());
+        let mut tasks = Vec::new();
+        for task in 0..8 {
+            let writer = Arc::clone(&writer);
+            tasks.push(tokio::spawn(async move {
+                for n in 0..50 {
+                    let sequence = append(&writer, &["RPUSH", &format!("l{task}"), &n.to_string()]);
+                    writer.durable(sequence).await;
+                }
+            }));
+        }
+        for task in tasks {
+            task.await.unwrap();
+        }
+        let commands = commands_in(&path);
+        assert_eq!(commands.len(), 400);
+        for task in 0..8 {
+            let values: Vec<String> = commands
+                .iter()
+                .filter(|c| c[1] == format!("l{task}"))
+                .map(|c| c[2].clone())
+                .collect();
+            let expected: Vec<String> = (0..50).map(|n: i32| n.to_string()).collect();
+            assert_eq!(values, expected);
+        }
+    }
+
+    #[test]
+    fn shutdown_flushes_what_is_buffered() {
+        let dir = temp_dir("shutdown");
+        let path = dir.join("appendonly.aof");
+        let writer = AofWriter::open(&path, FsyncPolicy::No).unwrap();
+        for n in 0..100 {
+            append(&writer, &["SET", "k", &n.to_string()]);
+        }
+        drop(writer);
+        assert_eq!(commands_in(&path).len(), 100);
+    }
+
+    #[tokio::test]
+    async fn reopening_appends_after_the_existing_records() {
+        let dir = temp_dir("reopen");
+        let path = dir.join("appendonly.aof");
+        {
+            let writer = AofWriter::open(&path, FsyncPolicy::Always).unwrap();
+            let sequence = append(&writer, &["SET", "a", "1"]);
+            writer.durable(sequence).await;
+        }
+        let writer = AofWriter::open(&path, FsyncPolicy::Always).unwrap();
+        assert!(writer.status().base_size > 0);
+        let sequence = append(&writer, &["SET", "b", "2"]);
+        writer.durable(sequence).await;
+        assert_eq!(commands_in(&path).len(), 2);
+    }
+
+    #[tokio::test]
+    async fn a_rewrite_keeps_the_appends_made_while_it_ran() {
+        let dir = temp_dir("rewrite");
+        let path = dir.join("appendonly.aof");
+        let writer = AofWriter::open(&path, FsyncPolicy::EverySec).unwrap();
+        for n in 0..10 {
+            append(&writer, &["INCR", "counter"]);
+            append(&writer, &["SET", "n", &n.to_string()]);
+        }
+        assert!(writer.begin_rewrite());
+        assert!(!writer.begin_rewrite(), "one rewrite at a time");
+        // The snapshot of the state at begin_rewrite, written while appends continue.
+        let snapshot = dir.join("temp-rewrite.aof");
+        let mut bytes = Vec::new();
+        encode_command(&mut bytes, &["SET", "counter", "10"]);
+        encode_command(&mut bytes, &["SET", "n", "9"]);
+        std::fs::write(&snapshot, &bytes).unwrap();
+        let during = append(&writer, &["SET", "after", "yes"]);
+        writer.finish_rewrite(&snapshot).unwrap();
+        writer.durable(during).await;
+        let last = append(&writer, &["DEL", "n"]);
+        writer.durable(last).await;
+        assert_eq!(
+            commands_in(&path),
+            vec![
+                vec!["SET", "counter", "10"],
+                vec!["SET", "n", "9"],
+                vec!["SET", "after", "yes"],
+                vec!["DEL", "n"],
+            ]
+        );
+        assert!(!snapshot.exists());
+        let status = writer.status();
+        assert!(!status.rewriting);
+        assert!(status.base_size < status.current_size);
+    }
+
+    #[test]
+    fn a_failed_rewrite_leaves_the_live_file_alone() {
+        let dir = temp_dir("rewrite-fail");
+        let path = dir.join("appendonly.aof");
+        let writer = AofWriter::open(&path, FsyncPolicy::EverySec).unwrap();
+        append(&writer, &["SET", "a", "1"]);
+        assert!(
+            writer.finish_rewrite(&dir.join("missing")).is_err(),
+            "not begun"
+        );
+        assert!(writer.begin_rewrite());
+        assert!(writer.finish_rewrite(&dir.join("missing")).is_err());
+        assert!(!writer.status().rewriting);
+        append(&writer, &["SET", "b", "2"]);
+        drop(writer);
+        assert_eq!(commands_in(&path).len(), 2);
+    }
+
+    #[tokio::test]
+    async fn a_full_disk_refuses_writes_and_acknowledges_nothing() {
+        let path = Path::new("/dev/full");
+        if !path.exists() {
+            return;
+        }
+        let writer = AofWriter::open(path, FsyncPolicy::EverySec).unwrap();
+        assert!(writer.writable().is_ok());
+        let sequence = append(&writer, &["SET", "a", "1"]);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while writer.writable().is_ok() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let error = writer.writable().unwrap_err();
+        assert!(error.contains("space"), "{error}");
+        let acknowledged =
+            tokio::time::timeout(Duration::from_millis(300), writer.durable(sequence)).await;
+        assert!(
+            acknowledged.is_err(),
+            "a write that failed was acknowledged"
+        );
+        assert!(!writer.is_written(sequence));
+        assert!(
+            writer.status().buffered > 0,
+            "the failed bytes stay buffered"
+        );
+    }
+
+    #[test]
+    fn policies_parse_like_redis() {
+        assert_eq!("Always".parse(), Ok(FsyncPolicy::Always));
+        assert_eq!("everysec".parse(), Ok(FsyncPolicy::EverySec));
+        assert_eq!("no".parse(), Ok(FsyncPolicy::No));
+        assert!("sometimes".parse::<FsyncPolicy>().is_err());
+        assert_eq!(FsyncPolicy::EverySec.to_string(), "everysec");
+    }
+}
