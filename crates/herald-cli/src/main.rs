@@ -11,7 +11,10 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
+use herald_server::config::parse_yes_no;
 use herald_server::{Server, ServerConfig};
+
+mod check_aof;
 use tracing_subscriber::EnvFilter;
 
 /// Herald: a Redis-compatible pub/sub server.
@@ -28,6 +31,8 @@ enum Command {
     Server(ServerArgs),
     /// Load-test any RESP pub/sub server (Herald, Redis, Valkey).
     Bench(herald_bench::BenchArgs),
+    /// Check an append-only file (and repair a damaged one with --fix).
+    CheckAof(check_aof::CheckAofArgs),
 }
 
 #[derive(Debug, Args)]
@@ -61,6 +66,27 @@ struct ServerArgs {
     /// Output limits per class, e.g. "pubsub 32mb 8mb 60" (Redis syntax).
     #[arg(long, value_name = "LIMITS")]
     client_output_buffer_limit: Option<String>,
+    /// Log writes to an append-only file and load it at start: yes or no (default no).
+    #[arg(long, value_name = "yes|no")]
+    appendonly: Option<String>,
+    /// Directory of the append-only file (default: the working directory).
+    #[arg(long, value_name = "DIR")]
+    dir: Option<PathBuf>,
+    /// Name of the append-only file in --dir (default appendonly.aof).
+    #[arg(long, value_name = "NAME")]
+    appendfilename: Option<String>,
+    /// When writes reach the disk: always, everysec (default) or no.
+    #[arg(long, value_name = "POLICY")]
+    appendfsync: Option<String>,
+    /// Load a file whose last record a crash cut short, dropping it: yes (default) or no.
+    #[arg(long, value_name = "yes|no")]
+    aof_load_truncated: Option<String>,
+    /// Rewrite the file when it grew by this many percent since the last rewrite (default 100; 0 disables).
+    #[arg(long, value_name = "PERCENT")]
+    auto_aof_rewrite_percentage: Option<u64>,
+    /// ... and is at least this big (default 64mb).
+    #[arg(long, value_name = "SIZE")]
+    auto_aof_rewrite_min_size: Option<String>,
 }
 
 impl ServerArgs {
@@ -90,6 +116,27 @@ impl ServerArgs {
         if let Some(value) = self.client_output_buffer_limit {
             config.client_output_buffer_limit = value;
         }
+        if let Some(value) = self.appendonly {
+            config.appendonly = parse_yes_no(&value).context("--appendonly")?;
+        }
+        if let Some(value) = self.dir {
+            config.dir = value;
+        }
+        if let Some(value) = self.appendfilename {
+            config.appendfilename = value;
+        }
+        if let Some(value) = self.appendfsync {
+            config.appendfsync = value;
+        }
+        if let Some(value) = self.aof_load_truncated {
+            config.aof_load_truncated = parse_yes_no(&value).context("--aof-load-truncated")?;
+        }
+        if let Some(value) = self.auto_aof_rewrite_percentage {
+            config.auto_aof_rewrite_percentage = value;
+        }
+        if let Some(value) = self.auto_aof_rewrite_min_size {
+            config.auto_aof_rewrite_min_size = value;
+        }
         config.validate()?;
         Ok(config)
     }
@@ -109,6 +156,7 @@ fn main() -> ExitCode {
         .init();
     match cli.command {
         Command::Bench(args) => herald_bench::main(args),
+        Command::CheckAof(args) => check_aof::main(args),
         Command::Server(args) => {
             let config = match args.into_config() {
                 Ok(config) => config,

@@ -6,7 +6,7 @@
 //! This module parses and validates values; it does not apply them to connections.
 
 use std::net::IpAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 
@@ -15,8 +15,11 @@ use herald_proto::limits::{
     PROTO_INLINE_MAX_BYTES, PROTO_MAX_BULK_LEN_BYTES, PROTO_MAX_MULTIBULK_LEN,
 };
 use herald_proto::Limits;
+use herald_store::aof::FsyncPolicy;
 use parking_lot::RwLock;
 use serde::Deserialize;
+
+use crate::persistence::{AofConfig, AofSettings};
 
 /// Redis default port.
 pub const DEFAULT_PORT: u16 = 6379;
@@ -60,6 +63,15 @@ pub enum ConfigError {
     /// The TOML file could not be read or parsed.
     #[error("{0}")]
     File(String),
+    /// Not `yes` or `no`.
+    #[error("argument must be 'yes' or 'no'")]
+    BadYesNo,
+    /// Not an fsync policy.
+    #[error("appendfsync must be always, everysec or no, not '{0}'")]
+    BadFsync(String),
+    /// `appendfilename` must be a plain file name.
+    #[error("appendfilename can't be a path, just a filename: '{0}'")]
+    BadFileName(String),
 }
 
 /// Parses a Redis memory value: `1024`, `10k` (1000), `10kb` (1024), `m`, `mb`, `g`, `gb`,
@@ -168,6 +180,47 @@ pub struct ServerConfig {
     pub client_query_buffer_limit: String,
     /// Output limits per class, Redis syntax, e.g. `pubsub 32mb 8mb 60`.
     pub client_output_buffer_limit: String,
+    /// Log every write to the append-only file and load it at start (`yes`/`no` or a
+    /// TOML boolean).
+    #[serde(deserialize_with = "yes_or_no")]
+    pub appendonly: bool,
+    /// Directory of the append-only file.
+    pub dir: PathBuf,
+    /// Name of the append-only file inside `dir`.
+    pub appendfilename: String,
+    /// `always`, `everysec` or `no`.
+    pub appendfsync: String,
+    /// Load a file whose last record was cut short by a crash, dropping that record.
+    #[serde(deserialize_with = "yes_or_no")]
+    pub aof_load_truncated: bool,
+    /// Rewrite automatically when the file grew by this many percent since the last
+    /// rewrite (0 disables).
+    pub auto_aof_rewrite_percentage: u64,
+    /// ... and is at least this big, e.g. `64mb`.
+    pub auto_aof_rewrite_min_size: String,
+}
+
+/// Reads Redis's `yes`/`no` (or a TOML boolean).
+fn yes_or_no<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<bool, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Flag {
+        Bool(bool),
+        Text(String),
+    }
+    match Flag::deserialize(deserializer)? {
+        Flag::Bool(value) => Ok(value),
+        Flag::Text(text) => parse_yes_no(&text).map_err(serde::de::Error::custom),
+    }
+}
+
+/// Parses Redis's boolean syntax, `yes` or `no` (any case).
+pub fn parse_yes_no(text: &str) -> Result<bool, ConfigError> {
+    match text.to_ascii_lowercase().as_str() {
+        "yes" => Ok(true),
+        "no" => Ok(false),
+        _ => Err(ConfigError::BadYesNo),
+    }
 }
 
 impl Default for ServerConfig {
@@ -181,6 +234,13 @@ impl Default for ServerConfig {
             client_query_buffer_limit: DEFAULT_QUERY_BUFFER_LIMIT_BYTES.to_string(),
             client_output_buffer_limit: "normal 0 0 0 replica 256mb 64mb 60 pubsub 32mb 8mb 60"
                 .to_owned(),
+            appendonly: false,
+            dir: PathBuf::from("."),
+            appendfilename: "appendonly.aof".to_owned(),
+            appendfsync: "everysec".to_owned(),
+            aof_load_truncated: true,
+            auto_aof_rewrite_percentage: crate::persistence::DEFAULT_AUTO_REWRITE_PERCENTAGE,
+            auto_aof_rewrite_min_size: "64mb".to_owned(),
         }
     }
 }
@@ -202,7 +262,34 @@ impl ServerConfig {
         runtime.set_proto_max_bulk_len(&self.proto_max_bulk_len)?;
         runtime.set_query_buffer_limit(&self.client_query_buffer_limit)?;
         runtime.set_output_limits(&self.client_output_buffer_limit)?;
+        self.aof_config()?;
         Ok(runtime)
+    }
+
+    /// Where and how to keep the append-only file (kept even while `appendonly` is off,
+    /// for CONFIG SET appendonly yes).
+    pub fn aof_config(&self) -> Result<AofConfig, ConfigError> {
+        let fsync: FsyncPolicy = self
+            .appendfsync
+            .parse()
+            .map_err(|_| ConfigError::BadFsync(self.appendfsync.clone()))?;
+        if self.appendfilename.is_empty()
+            || self.appendfilename.contains('/')
+            || self.appendfilename == "."
+            || self.appendfilename == ".."
+        {
+            return Err(ConfigError::BadFileName(self.appendfilename.clone()));
+        }
+        Ok(AofConfig {
+            settings: AofSettings {
+                dir: self.dir.clone(),
+                file_name: self.appendfilename.clone(),
+                fsync,
+                load_truncated: self.aof_load_truncated,
+            },
+            auto_rewrite_percentage: self.auto_aof_rewrite_percentage,
+            auto_rewrite_min_size: parse_memory(&self.auto_aof_rewrite_min_size)?,
+        })
     }
 }
 

@@ -112,6 +112,9 @@ async fn read_loop(
                     executed += 1;
                     let flow = session.execute(request, &mut replies);
                     if outbox.has_held() {
+                        if let Some(durable) = session.durability_wait() {
+                            durable.await;
+                        }
                         outbox.push_frame(replies.split().freeze());
                         outbox.release_held(true);
                     }
@@ -143,6 +146,10 @@ async fn read_loop(
             // itself updated in CLIENT LIST from another connection.
             ServerStats::add(&shared.stats.commands_processed, executed);
             session.mirror_now();
+        }
+        // Replies acknowledge writes only once `appendfsync` is satisfied.
+        if let Some(durable) = session.durability_wait() {
+            durable.await;
         }
         outbox.push_frame(replies.freeze());
         outbox.release_held(false);
@@ -243,6 +250,12 @@ async fn wait_blocked(
             },
         }
     };
+    // The pop was logged by the client whose push served it, under the keyspace lock:
+    // once the lock is free, the last record covers it.
+    if let (Some(persistence), true) = (shared.persistence(), served.is_some()) {
+        let logged = shared.store.with(|_| persistence.last_sequence());
+        persistence.writer().durable(logged).await;
+    }
     let mut reply = BytesMut::new();
     write_served(
         &mut ReplyWriter::new(&mut reply, session.protocol),

@@ -163,14 +163,7 @@ fn fields(shared: &Shared, section: &str) -> Vec<(&'static str, String)> {
                 ("maxmemory_policy", "noeviction".to_owned()),
             ]
         }
-        "persistence" => vec![
-            ("loading", "0".to_owned()),
-            ("async_loading", "0".to_owned()),
-            ("rdb_changes_since_last_save", "0".to_owned()),
-            ("rdb_bgsave_in_progress", "0".to_owned()),
-            ("aof_enabled", "0".to_owned()),
-            ("aof_rewrite_in_progress", "0".to_owned()),
-        ],
+        "persistence" => crate::command::persistence::info_fields(shared),
         "stats" => {
             let engine = shared.engine.stats();
             vec![

@@ -8,6 +8,7 @@
 //! - [`command`]: the declarative command table and the handlers, one file per family.
 //! - [`clients`]: the client table behind CLIENT LIST/KILL; [`info`]: INFO text;
 //!   [`config`]: start-up and run-time configuration; [`stats`]: counters.
+//! - [`persistence`]: the append-only file: logging writes, loading, rewriting.
 //!
 //! This crate speaks RESP over TCP and renders INFO; pub/sub itself lives in
 //! `herald-engine` and wire framing in `herald-proto`. No lock here is held across an
@@ -18,6 +19,7 @@ pub mod command;
 pub mod config;
 pub mod connection;
 pub mod info;
+pub mod persistence;
 pub mod server;
 pub mod session;
 pub mod stats;

@@ -6,18 +6,20 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use herald_engine::{ClientId, CloseReason, Engine};
 use herald_store::Store;
+use parking_lot::RwLock;
 use tokio::net::TcpListener;
 use tokio_util::task::TaskTracker;
 
 use crate::clients::ClientTable;
 use crate::config::{RuntimeConfig, ServerConfig, DEFAULT_HZ};
 use crate::connection;
+use crate::persistence::{AofConfig, Persistence};
 use crate::stats::ServerStats;
 
 /// How long shutdown waits for connections to finish after closing them.
@@ -40,6 +42,9 @@ pub enum ServerError {
     /// No listen address was configured.
     #[error("no bind address configured")]
     NoBindAddress,
+    /// The append-only file could not be loaded or opened.
+    #[error("{0}")]
+    Persistence(String),
 }
 
 /// State shared by all connections.
@@ -63,6 +68,13 @@ pub struct Shared {
     pub port: u16,
     /// The addresses bound, as configured.
     pub bind: Vec<SocketAddr>,
+    /// The append-only file, while `appendonly` is `yes`. Read (an `Arc` clone) by every
+    /// write command; written only when CONFIG SET turns persistence on or off.
+    persistence: RwLock<Option<Arc<Persistence>>>,
+    /// True while the append-only file is replayed: the clock reads zero then.
+    loading: AtomicBool,
+    /// The `append*` settings, kept while persistence is off for CONFIG SET appendonly.
+    pub aof_config: parking_lot::Mutex<AofConfig>,
     next_client_id: AtomicU64,
 }
 
@@ -75,6 +87,44 @@ impl Shared {
     /// Seconds since start.
     pub fn uptime(&self) -> Duration {
         self.started.elapsed()
+    }
+
+    /// The live append-only file, if persistence is on.
+    pub fn persistence(&self) -> Option<Arc<Persistence>> {
+        self.persistence.read().clone()
+    }
+
+    /// Installs (or, with `None`, removes) the append-only file, turning on (or off) the
+    /// keyspace's recording of the changes it makes on its own. Returns the previous one.
+    pub fn set_persistence(
+        &self,
+        persistence: Option<Arc<Persistence>>,
+    ) -> Option<Arc<Persistence>> {
+        let enabled = persistence.is_some();
+        self.store.with(|keyspace| {
+            keyspace.set_effect_logging(enabled);
+            std::mem::replace(&mut *self.persistence.write(), persistence)
+        })
+    }
+
+    /// True while the append-only file is being replayed (INFO `loading`).
+    pub fn is_loading(&self) -> bool {
+        self.loading.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn set_loading(&self, loading: bool) {
+        self.loading.store(loading, Ordering::Relaxed);
+    }
+
+    /// The keyspace's clock, Unix milliseconds: zero while the append-only file is
+    /// replayed, so that nothing expires before the replay reaches the `DEL` that the
+    /// live server logged for it.
+    pub fn now_ms(&self) -> u64 {
+        if self.is_loading() {
+            0
+        } else {
+            unix_time_millis()
+        }
     }
 }
 
@@ -120,8 +170,31 @@ impl Server {
             run_id: random_run_id(),
             port,
             bind,
+            persistence: RwLock::new(None),
+            loading: AtomicBool::new(false),
+            aof_config: parking_lot::Mutex::new(config.aof_config()?),
             next_client_id: AtomicU64::new(1),
         });
+        if config.appendonly {
+            let aof = shared.aof_config.lock().clone();
+            let settings = aof.settings;
+            let report = crate::persistence::load_file(&shared, &settings)
+                .map_err(|err| ServerError::Persistence(err.to_string()))?;
+            let persistence = Persistence::open(settings.clone()).map_err(|err| {
+                ServerError::Persistence(format!(
+                    "cannot open the append-only file {}: {err}",
+                    settings.path().display()
+                ))
+            })?;
+            persistence.set_auto_rewrite(aof.auto_rewrite_percentage, aof.auto_rewrite_min_size);
+            tracing::info!(
+                path = %settings.path().display(),
+                fsync = %settings.fsync,
+                commands_loaded = report.commands,
+                "append-only file enabled"
+            );
+            shared.set_persistence(Some(Arc::new(persistence)));
+        }
         Ok(Server { listeners, shared })
     }
 
@@ -165,6 +238,19 @@ impl Server {
         {
             tracing::warn!("some connections did not finish within the shutdown grace period");
         }
+        if let Some(persistence) = self.shared.set_persistence(None) {
+            let shared = Arc::clone(&self.shared);
+            // Flushing and fsyncing is blocking file I/O: keep it off the async workers.
+            let flushed = tokio::task::spawn_blocking(move || {
+                persistence.shutdown();
+                drop(shared);
+            })
+            .await;
+            match flushed {
+                Ok(()) => tracing::info!("append-only file flushed and fsynced"),
+                Err(err) => tracing::error!("flushing the append-only file failed: {err}"),
+            }
+        }
         tracing::info!("Herald is now ready to exit, bye bye...");
     }
 }
@@ -196,11 +282,20 @@ async fn cron(shared: Arc<Shared>) {
         for client in shared.clients.snapshot() {
             client.outbox.enforce_limits(now);
         }
+        let persistence = shared.persistence();
         let (flags, events) = shared.store.with(|keyspace| {
             keyspace.active_expire_cycle(unix_time_millis());
+            if let Some(persistence) = &persistence {
+                persistence.log_effects(keyspace);
+            }
             (keyspace.notify_flags(), keyspace.take_events())
         });
         crate::command::publish_key_events(&shared, flags, events);
+        if persistence.is_some_and(|p| p.auto_rewrite_due()) {
+            tracing::info!("starting automatic rewriting of the append-only file");
+            // Refused only when one is already running, which is what was wanted.
+            let _ = crate::persistence::rewrite::start(&shared);
+        }
     }
 }
 

@@ -17,6 +17,7 @@ use indexmap::IndexSet;
 
 use crate::clients::ClientHandle;
 use crate::command::{self, CommandSpec, Resolved};
+use crate::persistence::Persistence;
 use crate::server::Shared;
 use crate::writer::ProtocolCell;
 
@@ -30,6 +31,17 @@ pub enum Flow {
     /// The command blocked (BLPOP and friends): the connection waits for
     /// [`Session::blocked`] to be served or to time out before reading on.
     Block,
+}
+
+/// How the running write command goes into the append-only file.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub enum Propagate {
+    /// As the client sent it, unless it replied with an error.
+    #[default]
+    Verbatim,
+    /// As these commands instead, in the session's database (relative expiry made
+    /// absolute, the pop a blocking command performed); empty when nothing changed.
+    As(Vec<Vec<Bytes>>),
 }
 
 /// CLIENT REPLY state.
@@ -51,6 +63,7 @@ pub struct Output<'a> {
     discarded: BytesMut,
     suppressed: bool,
     protocol: Protocol,
+    errors: u32,
 }
 
 impl<'a> Output<'a> {
@@ -60,7 +73,13 @@ impl<'a> Output<'a> {
             discarded: BytesMut::new(),
             suppressed,
             protocol,
+            errors: 0,
         }
+    }
+
+    /// Error replies written so far: a write command that failed is not logged.
+    pub fn errors(&self) -> u32 {
+        self.errors
     }
 
     /// The writer for the command's reply.
@@ -80,6 +99,7 @@ impl<'a> Output<'a> {
 
     /// Shorthand for an error reply.
     pub fn error(&mut self, text: &str) {
+        self.errors += 1;
         self.reply().error(text);
     }
 
@@ -154,6 +174,17 @@ pub struct Session {
     pub watch: Option<Watch>,
     /// The wait a blocking command left for the connection ([`Flow::Block`]).
     pub blocked: Option<Blocked>,
+    /// How the write command being run is logged; handlers that must be logged in
+    /// another form set it ([`Session::propagate_as`]).
+    pub propagate: Propagate,
+    /// True while EXEC runs the queue: writes are logged as one unit at its end.
+    pub executing_transaction: bool,
+    /// The records of the transaction being executed.
+    pub transaction_log: Vec<(usize, Vec<Bytes>)>,
+    /// The last append-only file record this client's writes produced, and the last one
+    /// its replies already waited for.
+    aof_sequence: u64,
+    aof_acknowledged: u64,
 }
 
 /// How a served or timed-out blocking command replies.
@@ -223,7 +254,66 @@ impl Session {
             transaction: None,
             watch: None,
             blocked: None,
+            propagate: Propagate::Verbatim,
+            executing_transaction: false,
+            transaction_log: Vec::new(),
+            aof_sequence: 0,
+            aof_acknowledged: 0,
         }
+    }
+
+    /// Logs the running write command as `commands` instead of as sent (`[]`: nothing).
+    pub fn propagate_as(&mut self, commands: Vec<Vec<Bytes>>) {
+        self.propagate = Propagate::As(commands);
+    }
+
+    /// Notes an append-only file record the client's next replies must wait for.
+    pub fn note_logged(&mut self, sequence: Option<u64>) {
+        if let Some(sequence) = sequence {
+            self.aof_sequence = self.aof_sequence.max(sequence);
+        }
+    }
+
+    /// What the replies written so far must wait for before they are sent: the writes
+    /// they acknowledge must be as durable as `appendfsync` promises. `None` when
+    /// nothing is pending.
+    pub fn durability_wait(
+        &mut self,
+    ) -> Option<impl std::future::Future<Output = ()> + Send + 'static> {
+        if self.aof_sequence <= self.aof_acknowledged {
+            return None;
+        }
+        self.aof_acknowledged = self.aof_sequence;
+        let persistence = self.shared.persistence()?;
+        let writer = persistence.writer();
+        if writer.policy() != herald_store::aof::FsyncPolicy::Always
+            && writer.is_written(self.aof_sequence)
+        {
+            return None;
+        }
+        Some(writer.durable(self.aof_sequence))
+    }
+
+    /// Replays one command from the append-only file: no checks, no reply, no waiting
+    /// (a blocking command that would block gives up at once). False when the command is
+    /// unknown or has the wrong number of arguments.
+    pub fn replay(&mut self, args: &[Bytes]) -> bool {
+        let Resolved::Command(spec) = command::resolve(args) else {
+            return false;
+        };
+        let mut scratch = BytesMut::new();
+        let mut out = Output::new(&mut scratch, self.protocol, true);
+        if self.run_now(spec, &mut out, args) == Flow::Block {
+            if let Some(blocked) = self.blocked.take() {
+                blocked.waiter.cancel();
+                self.shared.store.with(|keyspace| {
+                    if let Ok(db) = keyspace.db(blocked.db) {
+                        db.waiters_mut().unblock(&blocked.waiter);
+                    }
+                });
+            }
+        }
+        true
     }
 
     /// True when the client may run commands: it authenticated, or no password is set.
@@ -294,6 +384,14 @@ impl Session {
         None
     }
 
+    /// `-MISCONF` for a write while the append-only file cannot be written.
+    fn persistence_refusal(&self, spec: &CommandSpec) -> Option<String> {
+        if spec.flags & command::flag::WRITE == 0 {
+            return None;
+        }
+        self.shared.persistence()?.check_writable().err()
+    }
+
     /// Marks an open transaction as failed: its EXEC will answer EXECABORT.
     fn flag_transaction(&mut self) {
         if let Some(transaction) = self.transaction.as_mut() {
@@ -302,7 +400,10 @@ impl Session {
     }
 
     fn run(&mut self, spec: &'static CommandSpec, out: &mut Output<'_>, args: &[Bytes]) -> Flow {
-        if let Some(error) = self.rejection(spec) {
+        let refused = self
+            .rejection(spec)
+            .or_else(|| self.persistence_refusal(spec));
+        if let Some(error) = refused {
             self.flag_transaction();
             out.error(&error);
             return Flow::Continue;
@@ -325,14 +426,57 @@ impl Session {
         out: &mut Output<'_>,
         args: &[Bytes],
     ) -> Flow {
-        match spec.handler {
-            Some(handler) => handler(self, out, args),
+        let Some(handler) = spec.handler else {
             // `command::resolve` never returns a container without its subcommand.
-            None => {
-                out.error(&command::wrong_arity(spec.full_name));
-                Flow::Continue
-            }
+            out.error(&command::wrong_arity(spec.full_name));
+            return Flow::Continue;
+        };
+        if spec.flags & command::flag::WRITE == 0 {
+            return handler(self, out, args);
         }
+        let Some(persistence) = self.shared.persistence() else {
+            return handler(self, out, args);
+        };
+        let shared = Arc::clone(&self.shared);
+        shared
+            .store
+            .atomically(|| self.run_logged(&persistence, handler, out, args))
+    }
+
+    /// Runs a write command with the keyspace locked throughout, then logs it (in the
+    /// form its handler chose) before anything else can change the keyspace, then serves
+    /// the clients blocked on what it filled and logs their pops after it.
+    fn run_logged(
+        &mut self,
+        persistence: &Persistence,
+        handler: command::Handler,
+        out: &mut Output<'_>,
+        args: &[Bytes],
+    ) -> Flow {
+        self.propagate = Propagate::Verbatim;
+        let errors = out.errors();
+        let flow = handler(self, out, args);
+        let records = match std::mem::take(&mut self.propagate) {
+            Propagate::Verbatim if out.errors() == errors => vec![args.to_vec()],
+            Propagate::Verbatim => Vec::new(),
+            Propagate::As(records) => records,
+        };
+        let db = self.db;
+        if self.executing_transaction {
+            self.transaction_log
+                .extend(records.into_iter().map(|record| (db, record)));
+            return flow;
+        }
+        let logged = persistence.log(records.iter().map(|record| (db, &record[..])), false);
+        self.note_logged(logged);
+        let now = self.shared.now_ms();
+        let (flags, events) = self.shared.store.with(|keyspace| {
+            keyspace.serve_blocked(now);
+            persistence.log_effects(keyspace);
+            (keyspace.notify_flags(), keyspace.take_events())
+        });
+        command::publish_key_events(&self.shared, flags, events);
+        flow
     }
 
     /// Publishes the fields other connections read (CLIENT LIST, INFO) into the

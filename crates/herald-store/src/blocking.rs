@@ -201,6 +201,20 @@ fn serve_key(db: &mut Db, key: &Bytes, now_ms: u64) {
                 Err(err) => Served::Failed(err),
             },
         };
+        let effect = match (&waiter.op, &served) {
+            (BlockedOp::Pop { end, .. }, Served::Popped { values, .. }) => {
+                Some((None, *end, *end, values.len()))
+            }
+            (
+                BlockedOp::Move {
+                    destination,
+                    from,
+                    to,
+                },
+                Served::Moved(_),
+            ) => Some((Some(destination.clone()), *from, *to, 1)),
+            _ => None,
+        };
         let sender = waiter.reply.lock().take();
         // The receiver can only be gone if the connection died this instant; the popped
         // elements would be lost, so push them back where they came from.
@@ -210,6 +224,14 @@ fn serve_key(db: &mut Db, key: &Bytes, now_ms: u64) {
                 values.reverse();
                 let _ = lists::push(db, key, &values, end, false, now_ms);
             }
+            continue;
+        }
+        match effect {
+            Some((None, end, _, count)) => db.effects_mut().popped(key, end, count),
+            Some((Some(destination), from, to, _)) => {
+                db.effects_mut().moved(key, &destination, from, to)
+            }
+            None => {}
         }
     }
 }

@@ -18,6 +18,7 @@ use indexmap::{IndexMap, IndexSet};
 use rand::Rng;
 
 use crate::blocking::Waiters;
+use crate::effects::EffectLog;
 use crate::events::{self, KeyEvent};
 use crate::value::Value;
 
@@ -49,6 +50,8 @@ pub struct Db {
     watchers: HashMap<Bytes, Vec<Arc<AtomicBool>>>,
     /// Clients blocked on this database's lists.
     waiters: Waiters,
+    /// Expiries and served blocked clients, for the append-only file.
+    effects: EffectLog,
 }
 
 /// A key's remaining life, as TTL/PTTL report it.
@@ -126,6 +129,11 @@ impl Db {
         &mut self.waiters
     }
 
+    /// What this database changed on its own (expiries, served blocked clients).
+    pub fn effects_mut(&mut self) -> &mut EffectLog {
+        &mut self.effects
+    }
+
     /// Takes the events recorded since the last call.
     pub fn take_events(&mut self) -> Vec<KeyEvent> {
         std::mem::take(&mut self.events)
@@ -162,6 +170,7 @@ impl Db {
             self.entries.swap_remove(key);
             self.volatile.swap_remove(key);
             self.expired_keys += 1;
+            self.effects.expired(key);
             self.notify(events::EXPIRED, "expired", key);
         }
         due
@@ -371,6 +380,15 @@ impl Db {
             self.expire_if_due(&key, now_ms);
         }
         None
+    }
+
+    /// Copies of every key live at `now_ms`: key, value and expiry (a rewrite's snapshot).
+    pub fn live_entries(&self, now_ms: u64) -> Vec<crate::aof::snapshot::CopiedKey> {
+        self.entries
+            .iter()
+            .filter(|(_, entry)| entry.expires_at_ms.is_none_or(|at| at > now_ms))
+            .map(|(key, entry)| (key.clone(), entry.value.clone(), entry.expires_at_ms))
+            .collect()
     }
 
     /// Removes every key (FLUSHDB), invalidating transactions that watch any of them.

@@ -164,6 +164,47 @@ impl Keyspace {
         Ok(true)
     }
 
+    /// Starts or stops recording what the databases change on their own
+    /// ([`crate::effects`]), for the append-only file.
+    pub fn set_effect_logging(&mut self, enabled: bool) {
+        for db in &mut self.dbs {
+            db.effects_mut().set_enabled(enabled);
+        }
+    }
+
+    /// Commands equivalent to the blocked clients served since the last call, with their
+    /// database, in database order.
+    pub fn take_served(&mut self) -> Vec<(usize, Vec<Bytes>)> {
+        let mut served = Vec::new();
+        for (index, db) in self.dbs.iter_mut().enumerate() {
+            if db.effects_mut().is_enabled() {
+                served.extend(
+                    db.effects_mut()
+                        .take_served()
+                        .into_iter()
+                        .map(|c| (index, c)),
+                );
+            }
+        }
+        served
+    }
+
+    /// Keys reclaimed by expiry since the last call, with their database.
+    pub fn take_expired(&mut self) -> Vec<(usize, Bytes)> {
+        let mut expired = Vec::new();
+        for (index, db) in self.dbs.iter_mut().enumerate() {
+            if db.effects_mut().is_enabled() {
+                expired.extend(
+                    db.effects_mut()
+                        .take_expired()
+                        .into_iter()
+                        .map(|k| (index, k)),
+                );
+            }
+        }
+        expired
+    }
+
     /// Serves clients blocked on keys that became ready, in every database.
     pub fn serve_blocked(&mut self, now_ms: u64) {
         for db in &mut self.dbs {

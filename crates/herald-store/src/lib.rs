@@ -10,6 +10,7 @@
 //! - [`lists`]: list operations (pushes, pops, ranges, LPOS, LMOVE, LMPOP).
 //! - [`hashes`]: hash operations (fields, HINCRBY family, HRANDFIELD, HSCAN).
 //! - [`aof`]: the append-only file (format, group-committed writer, offline check).
+//! - [`effects`]: expiries and served blocked clients, recorded for the append-only file.
 //! - [`events`]: keyspace-notification classes and the events operations record.
 //! - [`error`]: failures with Redis's error texts.
 //!
@@ -21,6 +22,7 @@
 pub mod aof;
 pub mod blocking;
 pub mod db;
+pub mod effects;
 pub mod error;
 pub mod events;
 pub mod hashes;

@@ -297,6 +297,7 @@ pub const HINCRBYFLOAT: CommandSpec = CommandSpec {
         if let Some(value) = with_db(session, out, |db, now| {
             hashes::incr_by_float(db, &args[1], &args[2], delta, now)
         }) {
+            session.propagate_as(vec![super::record(&[b"HSET", &args[1], &args[2], &value])]);
             out.reply().bulk(&value);
         }
         Flow::Continue

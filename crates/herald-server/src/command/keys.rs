@@ -10,7 +10,6 @@ use herald_store::{events, StoreError};
 use super::{
     flag, parse_i64, with_db, with_keyspace, CommandSpec, BASE, NOT_AN_INTEGER, SYNTAX_ERROR,
 };
-use crate::server::unix_time_millis;
 use crate::session::{Flow, Output, Session};
 
 const KEYSPACE: CommandSpec = CommandSpec {
@@ -241,7 +240,7 @@ fn expire(
         return Flow::Continue;
     };
     // A zero or negative time is valid here (it deletes the key); only overflow is not.
-    let now = unix_time_millis();
+    let now = session.shared.now_ms();
     let at = n.checked_mul(unit_ms as i64).and_then(|ms| {
         if absolute {
             Some(ms)
@@ -254,7 +253,9 @@ fn expire(
         return Flow::Continue;
     };
     let at = at.max(0) as u64;
+    let mut now_seen = 0;
     let applied = with_db(session, out, |db, now| {
+        now_seen = now;
         let current = match db.expiry(&args[1], now) {
             Expiry::Missing => return Ok(false),
             Expiry::Persistent => None,
@@ -276,6 +277,11 @@ fn expire(
         Ok(true)
     });
     if let Some(applied) = applied {
+        session.propagate_as(if applied {
+            vec![super::expiry_record(&args[1], at, now_seen)]
+        } else {
+            Vec::new()
+        });
         out.reply().integer(i64::from(applied));
     }
     Flow::Continue

@@ -558,7 +558,7 @@ fn block_or_serve(
     timeout: Option<Duration>,
     reply: BlockedReply,
 ) -> Flow {
-    let in_transaction = session.shared.store.in_atomic();
+    let in_transaction = session.executing_transaction;
     let attempt = with_db(session, out, |db, now| {
         for key in keys {
             let served = match &op {
@@ -588,10 +588,12 @@ fn block_or_serve(
     match attempt {
         None => Flow::Continue,
         Some(Attempt::Served(served)) => {
+            session.propagate_as(served_record(keys, &op, &served).into_iter().collect());
             write_served(&mut out.reply(), reply, Some(served));
             Flow::Continue
         }
         Some(Attempt::Nothing) => {
+            session.propagate_as(Vec::new());
             out.reply().null_array();
             Flow::Continue
         }
@@ -605,6 +607,44 @@ fn block_or_serve(
             });
             Flow::Block
         }
+    }
+}
+
+/// The non-blocking command with the effect a served blocking command had (what the
+/// append-only file logs); `None` when it changed nothing.
+fn served_record(keys: &[Bytes], op: &BlockedOp, served: &Served) -> Option<Vec<Bytes>> {
+    let end_name = |end: End| match end {
+        End::Left => &b"LEFT"[..],
+        End::Right => &b"RIGHT"[..],
+    };
+    match (op, served) {
+        (BlockedOp::Pop { end, .. }, Served::Popped { key, values }) => {
+            let command = match end {
+                End::Left => &b"LPOP"[..],
+                End::Right => &b"RPOP"[..],
+            };
+            let count = itoa::Buffer::new().format(values.len()).to_owned();
+            Some(super::record(&[command, key, count.as_bytes()]))
+        }
+        (
+            BlockedOp::Move {
+                destination,
+                from,
+                to,
+            },
+            Served::Moved(_),
+        ) => {
+            // BLMOVE and BRPOPLPUSH name one source.
+            let source = keys.first()?;
+            Some(super::record(&[
+                b"LMOVE",
+                source,
+                destination,
+                end_name(*from),
+                end_name(*to),
+            ]))
+        }
+        _ => None,
     }
 }
 

@@ -8,7 +8,7 @@
 //!
 //! Handlers live in one file per family: [`pubsub`], [`connection`], [`client`],
 //! [`server`], [`introspection`], [`keys`], [`strings`], [`lists`], [`hashes`],
-//! [`transactions`]. A handler parses its
+//! [`transactions`], [`persistence`]. A handler parses its
 //! arguments, checks for trailing garbage, applies the command and writes the reply; it
 //! never blocks.
 
@@ -18,6 +18,7 @@ pub mod hashes;
 pub mod introspection;
 pub mod keys;
 pub mod lists;
+pub mod persistence;
 pub mod pubsub;
 pub mod server;
 pub mod strings;
@@ -31,7 +32,7 @@ use herald_engine::Scope;
 use herald_store::events::KeyEvent;
 use herald_store::{Db, Keyspace, StoreError};
 
-use crate::server::{unix_time_millis, Shared};
+use crate::server::Shared;
 use crate::session::{Flow, Output, Session};
 
 /// A command handler: runs with the session, writes to the output.
@@ -170,6 +171,7 @@ pub static COMMANDS: &[&CommandSpec] = &[
     &server::INFO,
     &server::CONFIG,
     &server::TIME,
+    &persistence::BGREWRITEAOF,
     &keys::DBSIZE,
     &keys::FLUSHDB,
     &keys::FLUSHALL,
@@ -395,19 +397,24 @@ pub fn with_db<T>(
     f: impl FnOnce(&mut Db, u64) -> Result<T, StoreError>,
 ) -> Option<T> {
     let in_transaction = session.shared.store.in_atomic();
+    let persistence = session.shared.persistence();
     let (flags, result, events) = session.shared.store.with(|keyspace| {
         let flags = keyspace.notify_flags();
-        match keyspace.db(session.db) {
+        let (result, events) = match keyspace.db(session.db) {
             Ok(db) => {
-                let now = unix_time_millis();
+                let now = session.shared.now_ms();
                 let result = f(db, now);
                 if !in_transaction {
                     herald_store::blocking::serve_ready(db, now);
                 }
-                (flags, result, db.take_events())
+                (result, db.take_events())
             }
-            Err(err) => (flags, Err(err), Vec::new()),
+            Err(err) => (Err(err), Vec::new()),
+        };
+        if let Some(persistence) = &persistence {
+            persistence.log_effects(keyspace);
         }
+        (flags, result, events)
     });
     publish_key_events(
         &session.shared,
@@ -431,11 +438,15 @@ pub fn with_keyspace<T>(
     f: impl FnOnce(&mut Keyspace, u64) -> Result<T, StoreError>,
 ) -> Option<T> {
     let in_transaction = session.shared.store.in_atomic();
+    let persistence = session.shared.persistence();
     let (result, flags, events) = session.shared.store.with(|keyspace| {
-        let now = unix_time_millis();
+        let now = session.shared.now_ms();
         let result = f(keyspace, now);
         if !in_transaction {
             keyspace.serve_blocked(now);
+        }
+        if let Some(persistence) = &persistence {
+            persistence.log_effects(keyspace);
         }
         (result, keyspace.notify_flags(), keyspace.take_events())
     });
@@ -495,7 +506,7 @@ pub fn expiry_at(
             if absolute {
                 Some(ms)
             } else {
-                ms.checked_add(unix_time_millis())
+                ms.checked_add(crate::server::unix_time_millis())
             }
         })
         .filter(|ms| *ms <= i64::MAX as u64);
@@ -525,6 +536,24 @@ pub fn parse_cursor(arg: &[u8]) -> Option<u64> {
     } else {
         value
     })
+}
+
+/// A command to log, from its words (see [`crate::session::Propagate`]).
+pub fn record(words: &[&[u8]]) -> Vec<Bytes> {
+    words
+        .iter()
+        .map(|word| Bytes::copy_from_slice(word))
+        .collect()
+}
+
+/// How a change of expiry to `at` is logged: the key deleted when the time is already
+/// past at `now` (the live server deleted it at once), else `PEXPIREAT key at`.
+pub fn expiry_record(key: &[u8], at: u64, now: u64) -> Vec<Bytes> {
+    if at <= now {
+        record(&[b"DEL", key])
+    } else {
+        record(&[b"PEXPIREAT", key, itoa::Buffer::new().format(at).as_bytes()])
+    }
 }
 
 /// The error for a non-integer argument.

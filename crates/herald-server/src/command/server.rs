@@ -130,6 +130,13 @@ const PARAMETERS: &[&str] = &[
     "client-query-buffer-limit",
     "client-output-buffer-limit",
     "notify-keyspace-events",
+    "appendonly",
+    "appendfsync",
+    "appendfilename",
+    "dir",
+    "aof-load-truncated",
+    "auto-aof-rewrite-percentage",
+    "auto-aof-rewrite-min-size",
 ];
 
 fn parameter_value(shared: &Shared, name: &str) -> String {
@@ -151,7 +158,7 @@ fn parameter_value(shared: &Shared, name: &str) -> String {
         "notify-keyspace-events" => herald_store::events::format_flags(
             shared.store.with(|keyspace| keyspace.notify_flags()),
         ),
-        _ => String::new(),
+        other => super::persistence::parameter_value(shared, other).unwrap_or_default(),
     }
 }
 
@@ -182,6 +189,7 @@ enum Change {
     QueryBufferLimit(String),
     OutputLimits(String),
     NotifyKeyspaceEvents(u32),
+    Persistence(super::persistence::Change),
 }
 
 fn validate(name: &str, value: &str) -> Result<Change, String> {
@@ -214,7 +222,10 @@ fn validate(name: &str, value: &str) -> Result<Change, String> {
         "notify-keyspace-events" => herald_store::events::parse_flags(value)
             .map(Change::NotifyKeyspaceEvents)
             .ok_or_else(|| "Invalid event class character. Use 'Ag$lshzxeKEtmdn'.".to_owned()),
-        _ => Err(String::new()),
+        other => match super::persistence::validate(other, value) {
+            Some(result) => result.map(Change::Persistence),
+            None => Err(String::new()),
+        },
     }
 }
 
@@ -270,6 +281,17 @@ fn config_set(session: &mut Session, out: &mut Output<'_>, args: &[Bytes]) -> Fl
                     .shared
                     .store
                     .with(|keyspace| keyspace.set_notify_flags(flags));
+                Ok(())
+            }
+            Change::Persistence(change) => {
+                // Turning persistence on opens a file: the one change that can still fail.
+                if let Err(reason) = super::persistence::apply(&session.shared, change) {
+                    tracing::error!(%reason, "CONFIG SET appendonly failed");
+                    out.error(&format!(
+                        "ERR CONFIG SET failed (possibly related to argument 'appendonly') - {reason}"
+                    ));
+                    return Flow::Continue;
+                }
                 Ok(())
             }
         };

@@ -4,7 +4,10 @@
 use bytes::Bytes;
 use herald_store::strings::{self, SetCondition, SetExpiry, SetOptions};
 
-use super::{expiry_at, flag, parse_i64, with_db, CommandSpec, BASE, NOT_AN_INTEGER, SYNTAX_ERROR};
+use super::{
+    expiry_at, expiry_record, flag, parse_i64, record, with_db, CommandSpec, BASE, NOT_AN_INTEGER,
+    SYNTAX_ERROR,
+};
 use crate::session::{Flow, Output, Session};
 
 const READ: CommandSpec = CommandSpec {
@@ -72,11 +75,30 @@ fn set_command(session: &mut Session, out: &mut Output<'_>, args: &[Bytes]) -> F
         i += 1;
     }
     let value = args[2].clone();
+    let mut now_seen = 0;
     let Some(outcome) = with_db(session, out, |db, now| {
+        now_seen = now;
         strings::set(db, &args[1], value, options, now)
     }) else {
         return Flow::Continue;
     };
+    let at_text = itoa::Buffer::new();
+    session.propagate_as(match (outcome.written, options.expiry) {
+        (false, _) => Vec::new(),
+        (true, SetExpiry::At(at)) if at <= now_seen => vec![record(&[b"DEL", &args[1]])],
+        (true, SetExpiry::At(at)) => {
+            let mut at_text = at_text;
+            vec![record(&[
+                b"SET",
+                &args[1],
+                &args[2],
+                b"PXAT",
+                at_text.format(at).as_bytes(),
+            ])]
+        }
+        (true, SetExpiry::Keep) => vec![record(&[b"SET", &args[1], &args[2], b"KEEPTTL"])],
+        (true, SetExpiry::Clear) => vec![record(&[b"SET", &args[1], &args[2]])],
+    });
     let mut reply = out.reply();
     match (options.get, outcome.written) {
         (true, _) => reply.optional_bulk(outcome.previous.as_deref()),
@@ -135,11 +157,24 @@ fn setex(
         ..SetOptions::default()
     };
     let value = args[3].clone();
+    let mut now_seen = 0;
     if with_db(session, out, |db, now| {
+        now_seen = now;
         strings::set(db, &args[1], value, options, now)
     })
     .is_some()
     {
+        session.propagate_as(vec![if at <= now_seen {
+            record(&[b"DEL", &args[1]])
+        } else {
+            record(&[
+                b"SET",
+                &args[1],
+                &args[3],
+                b"PXAT",
+                itoa::Buffer::new().format(at).as_bytes(),
+            ])
+        }]);
         out.ok();
     }
     Flow::Continue
@@ -225,9 +260,16 @@ fn getex(session: &mut Session, out: &mut Output<'_>, args: &[Bytes]) -> Flow {
             return Flow::Continue;
         }
     };
+    let mut now_seen = 0;
     if let Some(value) = with_db(session, out, |db, now| {
+        now_seen = now;
         strings::get_ex(db, &args[1], change, now)
     }) {
+        session.propagate_as(match (&value, change) {
+            (None, _) | (Some(_), None) => Vec::new(),
+            (Some(_), Some(None)) => vec![record(&[b"PERSIST", &args[1]])],
+            (Some(_), Some(Some(at))) => vec![expiry_record(&args[1], at, now_seen)],
+        });
         out.reply().optional_bulk(value.as_deref());
     }
     Flow::Continue
@@ -396,6 +438,8 @@ pub const INCRBYFLOAT: CommandSpec = CommandSpec {
             return Flow::Continue;
         };
         if let Some(value) = with_db(session, out, |db, now| strings::incr_by_float(db, &args[1], delta, now)) {
+            // The result, not the increment: float formatting must not differ on replay.
+            session.propagate_as(vec![record(&[b"SET", &args[1], &value, b"KEEPTTL"])]);
             out.reply().bulk(&value);
         }
         Flow::Continue

@@ -14,7 +14,6 @@ use std::sync::Arc;
 use bytes::Bytes;
 
 use super::{flag, CommandSpec, BASE};
-use crate::server::unix_time_millis;
 use crate::session::{Flow, Output, Session, Transaction, Watch};
 
 const TRANSACTION: CommandSpec = CommandSpec {
@@ -83,17 +82,21 @@ fn exec(session: &mut Session, out: &mut Output<'_>, _: &[Bytes]) -> Flow {
         return Flow::Continue;
     }
     let shared = Arc::clone(&session.shared);
+    let persistence = shared.persistence();
     let mut flow = Flow::Continue;
     shared.store.atomically(|| {
         // A watched key that expired since WATCH counts as changed even if nobody
         // touched it: reading its expiry reclaims it and sets the flag.
         if let Some(watch) = session.watch.as_ref() {
-            let now = unix_time_millis();
+            let now = shared.now_ms();
             shared.store.with(|keyspace| {
                 for (db, key) in &watch.keys {
                     if let Ok(db) = keyspace.db(*db) {
                         db.expiry(key, now);
                     }
+                }
+                if let Some(persistence) = &persistence {
+                    persistence.log_effects(keyspace);
                 }
             });
         }
@@ -110,15 +113,29 @@ fn exec(session: &mut Session, out: &mut Output<'_>, _: &[Bytes]) -> Flow {
             return;
         }
         out.reply().array(transaction.queued.len());
+        session.executing_transaction = true;
+        session.transaction_log.clear();
         for (spec, args) in &transaction.queued {
             if session.run_now(spec, out, args) == Flow::Close {
                 flow = Flow::Close;
             }
         }
+        session.executing_transaction = false;
+        // The transaction's writes are logged as one MULTI/EXEC unit, still under the
+        // lock, so a replay applies all of them or (if the file ends inside) none.
+        let records = std::mem::take(&mut session.transaction_log);
+        if let Some(persistence) = &persistence {
+            let logged =
+                persistence.log(records.iter().map(|(db, record)| (*db, &record[..])), true);
+            session.note_logged(logged);
+        }
     });
     // Clients blocked on keys the transaction filled are served after it, as in Redis.
     let (flags, events) = shared.store.with(|keyspace| {
-        keyspace.serve_blocked(unix_time_millis());
+        keyspace.serve_blocked(shared.now_ms());
+        if let Some(persistence) = &persistence {
+            persistence.log_effects(keyspace);
+        }
         (keyspace.notify_flags(), keyspace.take_events())
     });
     super::publish_key_events(&shared, flags, events);

@@ -7,6 +7,7 @@
 //! - [`writer`]: the [`AofWriter`] that the server appends to while it holds the keyspace
 //!   lock, and the background thread that writes and fsyncs batches (group commit) under
 //!   one of the three [`FsyncPolicy`]s.
+//! - [`snapshot`]: the keyspace copied and written as the commands that rebuild it.
 //! - [`check`]: what `herald check-aof` reports and how `--fix` repairs.
 //!
 //! The format is Redis's own, so a Herald file loads in `redis-server` and Redis's
@@ -19,8 +20,10 @@
 
 pub mod check;
 pub mod format;
+pub mod snapshot;
 pub mod writer;
 
 pub use check::{check_file, fix_file, CheckReport};
 pub use format::{encode_command, AofEntry, AofReader, FormatError};
+pub use snapshot::Snapshot;
 pub use writer::{AofWriter, FsyncPolicy, WriteStatus};
