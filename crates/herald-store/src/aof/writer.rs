@@ -12,7 +12,8 @@
 //!
 //! Under [`FsyncPolicy::Always`] replies wait for *synced*; under `everysec` and `no`
 //! for *written*, and the thread fsyncs once a second (`everysec`) or never (`no`,
-//! the kernel decides).
+//! the kernel decides). While writes fail, `everysec` and `no` replies stop waiting (as
+//! Redis answers them: the data is in memory and retried), `always` replies keep waiting.
 //!
 //! When a write fails (a full disk), the file is cut back to its last whole record, the
 //! bytes stay buffered and are retried every second, [`AofWriter::writable`] turns
@@ -124,8 +125,18 @@ struct Shared {
     path: PathBuf,
     state: Mutex<State>,
     wake: Condvar,
-    written: watch::Sender<u64>,
-    synced: watch::Sender<u64>,
+    progress: watch::Sender<Progress>,
+}
+
+/// How far the thread got: what replies wait on.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct Progress {
+    /// Last sequence in the kernel.
+    written: u64,
+    /// Last sequence on disk.
+    synced: u64,
+    /// Writes are failing right now.
+    failing: bool,
 }
 
 /// The live append-only file. Dropping it flushes and fsyncs what is buffered.
@@ -154,8 +165,7 @@ impl AofWriter {
                 shutdown: false,
             }),
             wake: Condvar::new(),
-            written: watch::Sender::new(0),
-            synced: watch::Sender::new(0),
+            progress: watch::Sender::new(Progress::default()),
         });
         let thread = {
             let shared = Arc::clone(&shared);
@@ -208,19 +218,24 @@ impl AofWriter {
 
     /// Resolves once append `sequence` is as durable as the policy in force promises.
     pub fn durable(&self, sequence: u64) -> impl Future<Output = ()> + Send + 'static {
-        let mut watermark = match self.policy() {
-            FsyncPolicy::Always => self.shared.synced.subscribe(),
-            FsyncPolicy::EverySec | FsyncPolicy::No => self.shared.written.subscribe(),
-        };
+        let policy = self.policy();
+        let mut progress = self.shared.progress.subscribe();
         async move {
-            // The senders live as long as this writer; an error means it is gone.
-            let _ = watermark.wait_for(|done| *done >= sequence).await;
+            // The sender lives as long as this writer; an error means it is gone.
+            let _ = progress
+                .wait_for(|done| match policy {
+                    FsyncPolicy::Always => done.synced >= sequence,
+                    FsyncPolicy::EverySec | FsyncPolicy::No => {
+                        done.written >= sequence || done.failing
+                    }
+                })
+                .await;
         }
     }
 
     /// Append `sequence` is in the kernel (written, maybe not fsynced).
     pub fn is_written(&self, sequence: u64) -> bool {
-        *self.shared.written.borrow() >= sequence
+        self.shared.progress.borrow().written >= sequence
     }
 
     /// The fsync policy in force.
@@ -406,7 +421,10 @@ impl WriterThread {
                     }
                 }
                 // After the size is recorded, so that a woken waiter sees it.
-                self.shared.written.send_replace(sequence);
+                self.shared.progress.send_modify(|progress| {
+                    progress.written = sequence;
+                    progress.failing = false;
+                });
                 true
             }
             Err(err) => {
@@ -422,6 +440,10 @@ impl WriterThread {
                 std::mem::swap(&mut self.batch, &mut state.pending);
                 self.batch.clear();
                 state.last_error = Some(err.to_string());
+                drop(state);
+                self.shared
+                    .progress
+                    .send_modify(|progress| progress.failing = true);
                 false
             }
         }
@@ -434,7 +456,11 @@ impl WriterThread {
                 self.synced_size = self.size;
                 self.unsynced.clear();
                 self.synced_sequence = self.written_sequence;
-                self.shared.synced.send_replace(self.synced_sequence);
+                let synced = self.synced_sequence;
+                self.shared.progress.send_modify(|progress| {
+                    progress.synced = synced;
+                    progress.failing = false;
+                });
                 true
             }
             Err(err) => {
@@ -443,6 +469,9 @@ impl WriterThread {
                     "cannot fsync the append-only file: {err}; write commands are refused until it succeeds"
                 );
                 self.last_sync = Instant::now();
+                self.shared
+                    .progress
+                    .send_modify(|progress| progress.failing = true);
                 let mut state = self.shared.state.lock();
                 state.last_error = Some(err.to_string());
                 if policy == FsyncPolicy::Always {
@@ -509,8 +538,12 @@ impl WriterThread {
         self.written_sequence = state.appended;
         self.synced_sequence = state.appended;
         self.last_sync = Instant::now();
-        self.shared.written.send_replace(state.appended);
-        self.shared.synced.send_replace(state.appended);
+        let appended = state.appended;
+        self.shared.progress.send_modify(|progress| {
+            progress.written = appended;
+            progress.synced = appended;
+            progress.failing = false;
+        });
         Ok(())
     }
 }
@@ -704,16 +737,22 @@ mod tests {
         }
         let error = writer.writable().unwrap_err();
         assert!(error.contains("space"), "{error}");
+        // everysec answers (the data is in memory, retried), as Redis does ...
+        tokio::time::timeout(Duration::from_secs(1), writer.durable(sequence))
+            .await
+            .expect("an everysec reply does not hang on a failing disk");
+        assert!(!writer.is_written(sequence));
+        assert!(
+            writer.status().buffered > 0,
+            "the failed bytes stay buffered"
+        );
+        // ... always does not: nothing is acknowledged that is not on disk.
+        writer.set_policy(FsyncPolicy::Always);
         let acknowledged =
             tokio::time::timeout(Duration::from_millis(300), writer.durable(sequence)).await;
         assert!(
             acknowledged.is_err(),
             "a write that failed was acknowledged"
-        );
-        assert!(!writer.is_written(sequence));
-        assert!(
-            writer.status().buffered > 0,
-            "the failed bytes stay buffered"
         );
     }
 
