@@ -341,7 +341,7 @@ async fn a_truncated_tail_loads_without_the_partial_transaction() {
     let mut strict = aof_config(&dir, "always");
     strict.aof_load_truncated = false;
     strict.port = 0;
-    let error = Server::bind(&strict).await.err().expect("refused");
+    let error = Server::bind(&strict).await.expect_err("refused");
     assert!(error.to_string().contains("truncated at offset"), "{error}");
     let _ = std::fs::remove_dir_all(&dir);
 }
@@ -372,7 +372,7 @@ async fn damage_in_the_middle_refuses_to_start_and_names_the_offset() {
     std::fs::write(&path, &bytes).unwrap();
     let mut config = aof_config(&dir, "always");
     config.port = 0;
-    let error = Server::bind(&config).await.err().expect("refused");
+    let error = Server::bind(&config).await.expect_err("refused");
     assert!(
         error.to_string().contains(&format!("at offset {offset}")),
         "{error}"
