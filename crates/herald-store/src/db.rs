@@ -213,7 +213,8 @@ impl Db {
         let empty = match self.entries.get(key).map(|entry| &entry.value) {
             Some(Value::List(list)) => list.is_empty(),
             Some(Value::Hash(hash)) => hash.is_empty(),
-            Some(Value::String(_)) | None => false,
+            // Streams stay when emptied, as in Redis (their groups and IDs live on).
+            Some(Value::String(_) | Value::Stream(_)) | None => false,
         };
         if empty {
             self.entries.swap_remove(key);
@@ -376,6 +377,7 @@ impl Db {
     /// Removes every key (FLUSHDB), invalidating transactions that watch any of them.
     pub fn clear(&mut self) {
         self.touch_watched_present(None);
+        self.waiters.mark_all_ready();
         self.entries = IndexMap::new();
         self.volatile = IndexSet::new();
     }

@@ -95,6 +95,8 @@ impl Keyspace {
         let (first, second) = (&mut head[low], &mut tail[0]);
         std::mem::swap(&mut first.entries, &mut second.entries);
         std::mem::swap(&mut first.volatile, &mut second.volatile);
+        first.waiters_mut().mark_all_ready();
+        second.waiters_mut().mark_all_ready();
         Ok(())
     }
 

@@ -9,6 +9,7 @@
 //! - [`packed`]: the compact representation of list values.
 //! - [`lists`]: list operations (pushes, pops, ranges, LPOS, LMOVE, LMPOP).
 //! - [`hashes`]: hash operations (fields, HINCRBY family, HRANDFIELD, HSCAN).
+//! - [`stream`]: streams, consumer groups and their pending-entry lists.
 //! - [`events`]: keyspace-notification classes and the events operations record.
 //! - [`error`]: failures with Redis's error texts.
 //!
@@ -25,6 +26,7 @@ pub mod hashes;
 pub mod keyspace;
 pub mod lists;
 pub mod packed;
+pub mod stream;
 pub mod strings;
 pub mod value;
 

@@ -15,7 +15,7 @@ pub fn get(db: &mut Db, key: &[u8], now_ms: u64) -> Result<Option<Bytes>, StoreE
     match db.get(key, now_ms) {
         None => Ok(None),
         Some(Value::String(bytes)) => Ok(Some(bytes.clone())),
-        Some(Value::List(_) | Value::Hash(_)) => Err(StoreError::WrongType),
+        Some(_) => Err(StoreError::WrongType),
     }
 }
 
