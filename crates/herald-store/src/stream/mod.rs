@@ -223,18 +223,19 @@ impl Stream {
         None
     }
 
-    /// The group's lag: entries not yet delivered to it, when that can be known.
-    pub fn lag(&self, group: &Group) -> Option<u64> {
+    /// The group's lag: entries not yet delivered to it, when that can be known. Signed,
+    /// as Redis prints it: an ENTRIESREAD beyond entries-added makes it negative.
+    pub fn lag(&self, group: &Group) -> Option<i64> {
+        let difference = |read: u64| self.entries_added as i64 - read as i64;
         if self.entries_added == 0 {
             return Some(0);
         }
         if let Some(read) = group.entries_read {
             if !self.range_has_tombstones(group.last_id, StreamId::MAX) {
-                return Some(self.entries_added.saturating_sub(read));
+                return Some(difference(read));
             }
         }
-        self.entries_read_at(group.last_id)
-            .map(|read| self.entries_added.saturating_sub(read))
+        self.entries_read_at(group.last_id).map(difference)
     }
 
     /// Moves `group` past `id` after delivering it, keeping `entries_read` exact while it
