@@ -230,8 +230,13 @@ impl Stream {
         if self.entries_added == 0 {
             return Some(0);
         }
+        // Redis 7.2 trusts the counter only when it is plausible: no tombstone ahead, the
+        // group not behind the first entry, and no more lag than there are entries.
         if let Some(read) = group.entries_read {
-            if !self.range_has_tombstones(group.last_id, StreamId::MAX) {
+            if !self.range_has_tombstones(group.last_id, StreamId::MAX)
+                && group.last_id >= self.first_id()
+                && difference(read) <= self.len() as i64
+            {
                 return Some(difference(read));
             }
         }
