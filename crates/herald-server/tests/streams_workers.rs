@@ -167,12 +167,14 @@ async fn run(resp3: bool) {
         doomed_held,
         "the survivors claimed exactly what the dead worker held"
     );
-    let acked = ledger.acked.lock().unwrap();
-    assert_eq!(acked.len(), JOBS);
-    assert!(
-        all.iter().all(|id| acked.contains(id)),
-        "every job acknowledged"
-    );
+    {
+        let acked = ledger.acked.lock().unwrap();
+        assert_eq!(acked.len(), JOBS);
+        assert!(
+            all.iter().all(|id| acked.contains(id)),
+            "every job acknowledged"
+        );
+    }
     let pending: (i64, Value, Value, Value) = redis::cmd("XPENDING")
         .arg(&["jobs", "workers"])
         .query_async(&mut producer)
