@@ -71,7 +71,7 @@ pub struct Shared {
     /// The append-only file, while `appendonly` is `yes`. Read (an `Arc` clone) by every
     /// write command; written only when CONFIG SET turns persistence on or off.
     persistence: RwLock<Option<Arc<Persistence>>>,
-    /// True while the append-only file is replayed: the clock reads zero then.
+    /// True while the append-only file is replayed (expiry is paused then).
     loading: AtomicBool,
     /// The `append*` settings, kept while persistence is off for CONFIG SET appendonly.
     pub aof_config: parking_lot::Mutex<AofConfig>,
@@ -112,19 +112,17 @@ impl Shared {
         self.loading.load(Ordering::Relaxed)
     }
 
+    /// Marks the replay of the append-only file, during which nothing expires: a key
+    /// vanishes only where the replay reaches the `DEL` that the live server logged.
     pub(crate) fn set_loading(&self, loading: bool) {
         self.loading.store(loading, Ordering::Relaxed);
+        self.store
+            .with(|keyspace| keyspace.set_expiry_paused(loading));
     }
 
-    /// The keyspace's clock, Unix milliseconds: zero while the append-only file is
-    /// replayed, so that nothing expires before the replay reaches the `DEL` that the
-    /// live server logged for it.
+    /// The keyspace's clock, Unix milliseconds.
     pub fn now_ms(&self) -> u64 {
-        if self.is_loading() {
-            0
-        } else {
-            unix_time_millis()
-        }
+        unix_time_millis()
     }
 }
 

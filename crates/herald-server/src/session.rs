@@ -196,6 +196,8 @@ pub enum BlockedReply {
     KeyAndElements,
     /// BLMOVE/BRPOPLPUSH: the element.
     Element,
+    /// XREAD/XREADGROUP: entries per key (a map in RESP3).
+    Streams,
 }
 
 /// A client waiting on lists.

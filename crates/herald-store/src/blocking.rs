@@ -1,4 +1,5 @@
-//! Clients blocked on lists (BLPOP, BRPOP, BLMOVE, BRPOPLPUSH, BLMPOP).
+//! Clients blocked on lists (BLPOP, BRPOP, BLMOVE, BRPOPLPUSH, BLMPOP) and streams
+//! (XREAD, XREADGROUP with BLOCK).
 //!
 //! A blocked client registers one [`Waiter`] under every key it waits on, in arrival
 //! order. Any change to such a key marks it ready ([`Waiters::mark_ready`] is called from
@@ -10,6 +11,12 @@
 //! Redis semantics kept: a key that holds another type while clients wait on it simply
 //! does not serve them (they keep waiting); serving happens after the command that made
 //! the key ready, and after a whole transaction, never in its middle.
+//!
+//! Stream readers follow Redis 7.2, which re-runs a woken XREAD/XREADGROUP: an XREAD
+//! waiter is served once any of its keys has entries past its start and keeps waiting
+//! through deletions and type changes; an XREADGROUP waiter is served new entries, or
+//! the error its read now gets (NOGROUP after XGROUP DESTROY or deletion, WRONGTYPE after
+//! a type change).
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
@@ -21,6 +28,9 @@ use tokio::sync::oneshot;
 use crate::db::Db;
 use crate::error::StoreError;
 use crate::lists::{self, End};
+use crate::stream::consume::{self, GroupFrom, GroupRead};
+use crate::stream::ops::{self as stream_ops, ReadFrom};
+use crate::stream::{StreamEntry, StreamId};
 use crate::value::Value;
 
 /// What a blocked client will do once a key has elements.
@@ -42,6 +52,24 @@ pub enum BlockedOp {
         /// Pushed at this end of the destination.
         to: End,
     },
+    /// XREAD BLOCK: entries after `after[i]` on key `i`.
+    StreamRead {
+        /// One start per key, `$` already resolved.
+        after: Vec<StreamId>,
+        /// COUNT per key.
+        count: Option<usize>,
+    },
+    /// XREADGROUP BLOCK with `>` on every key.
+    GroupRead {
+        /// The group.
+        group: Bytes,
+        /// The consumer.
+        consumer: Bytes,
+        /// COUNT per key.
+        count: Option<usize>,
+        /// NOACK.
+        noack: bool,
+    },
 }
 
 /// What a served waiter receives.
@@ -56,8 +84,12 @@ pub enum Served {
     },
     /// The element moved.
     Moved(Bytes),
-    /// The operation failed (a wrong-typed destination).
+    /// The operation failed (a wrong-typed destination, a destroyed group).
     Failed(StoreError),
+    /// XREAD: entries per key.
+    Streams(Vec<(Bytes, Vec<StreamEntry>)>),
+    /// XREADGROUP: entries per key.
+    Group(Vec<GroupRead>),
 }
 
 /// One blocked client.
@@ -136,6 +168,17 @@ impl Waiters {
         }
     }
 
+    /// Marks every key someone waits on as ready (FLUSHDB, SWAPDB: keys changed without
+    /// a per-key event).
+    pub fn mark_all_ready(&mut self) {
+        let keys: Vec<Bytes> = self.by_key.keys().cloned().collect();
+        for key in keys {
+            if !self.ready.contains(&key) {
+                self.ready.push(key);
+            }
+        }
+    }
+
     /// Clients currently blocked (INFO `blocked_clients` counts distinct waiters).
     pub fn waiting(&self) -> usize {
         let mut seen: Vec<*const Waiter> =
@@ -163,44 +206,48 @@ pub fn serve_ready(db: &mut Db, now_ms: u64) {
 }
 
 fn serve_key(db: &mut Db, key: &Bytes, now_ms: u64) {
-    loop {
-        let has_elements =
-            matches!(db.get(key, now_ms), Some(Value::List(list)) if !list.is_empty());
-        if !has_elements {
-            return;
-        }
-        let Some(waiter) = db
-            .waiters_mut()
-            .by_key
-            .get(key)
-            .and_then(|q| q.front())
-            .cloned()
-        else {
-            return;
-        };
-        db.waiters_mut().unblock(&waiter);
+    // A snapshot: serving unblocks waiters (changing the queue) and stream reads serve
+    // several waiters from the same entries.
+    let queue: Vec<Arc<Waiter>> = match db.waiters_mut().by_key.get(key) {
+        Some(queue) => queue.iter().cloned().collect(),
+        None => return,
+    };
+    for waiter in queue {
         if !waiter.is_waiting() {
+            db.waiters_mut().unblock(&waiter);
             continue;
         }
         let served = match &waiter.op {
-            BlockedOp::Pop { end, count } => match lists::pop(db, key, *end, *count, now_ms) {
-                Ok(Some(values)) => Served::Popped {
-                    key: key.clone(),
-                    values,
-                },
-                Ok(None) => return,
-                Err(err) => Served::Failed(err),
-            },
-            BlockedOp::Move {
-                destination,
-                from,
-                to,
-            } => match lists::move_element(db, key, destination, *from, *to, now_ms) {
-                Ok(Some(value)) => Served::Moved(value),
-                Ok(None) => return,
-                Err(err) => Served::Failed(err),
-            },
+            BlockedOp::Pop { .. } | BlockedOp::Move { .. } => {
+                let has_elements =
+                    matches!(db.get(key, now_ms), Some(Value::List(list)) if !list.is_empty());
+                if !has_elements {
+                    continue;
+                }
+                match serve_list(db, key, &waiter.op, now_ms) {
+                    Some(served) => served,
+                    None => return,
+                }
+            }
+            BlockedOp::StreamRead { after, count } => {
+                match serve_stream_read(db, &waiter.keys, after, *count, now_ms) {
+                    Some(served) => served,
+                    None => continue,
+                }
+            }
+            BlockedOp::GroupRead {
+                group,
+                consumer,
+                count,
+                noack,
+            } => {
+                match serve_group_read(db, &waiter.keys, group, consumer, *count, *noack, now_ms) {
+                    Some(served) => served,
+                    None => continue,
+                }
+            }
         };
+        db.waiters_mut().unblock(&waiter);
         let effect = match (&waiter.op, &served) {
             (BlockedOp::Pop { end, .. }, Served::Popped { values, .. }) => {
                 Some((None, *end, *end, values.len()))
@@ -216,8 +263,9 @@ fn serve_key(db: &mut Db, key: &Bytes, now_ms: u64) {
             _ => None,
         };
         let sender = waiter.reply.lock().take();
-        // The receiver can only be gone if the connection died this instant; the popped
-        // elements would be lost, so push them back where they came from.
+        // The receiver can only be gone if the connection died this instant; popped
+        // elements would be lost, so push them back where they came from. (Stream reads
+        // lose nothing: XREAD does not consume, XREADGROUP leaves the entries pending.)
         if let Some(Err(Served::Popped { values, .. })) = sender.map(|sender| sender.send(served)) {
             if let BlockedOp::Pop { end, .. } = waiter.op {
                 let mut values = values;
@@ -233,6 +281,90 @@ fn serve_key(db: &mut Db, key: &Bytes, now_ms: u64) {
             }
             None => {}
         }
+    }
+}
+
+fn serve_list(db: &mut Db, key: &Bytes, op: &BlockedOp, now_ms: u64) -> Option<Served> {
+    match op {
+        BlockedOp::Pop { end, count } => match lists::pop(db, key, *end, *count, now_ms) {
+            Ok(Some(values)) => Some(Served::Popped {
+                key: key.clone(),
+                values,
+            }),
+            Ok(None) => None,
+            Err(err) => Some(Served::Failed(err)),
+        },
+        BlockedOp::Move {
+            destination,
+            from,
+            to,
+        } => match lists::move_element(db, key, destination, *from, *to, now_ms) {
+            Ok(Some(value)) => Some(Served::Moved(value)),
+            Ok(None) => None,
+            Err(err) => Some(Served::Failed(err)),
+        },
+        BlockedOp::StreamRead { .. } | BlockedOp::GroupRead { .. } => None,
+    }
+}
+
+fn serve_stream_read(
+    db: &mut Db,
+    keys: &[Bytes],
+    after: &[StreamId],
+    count: Option<usize>,
+    now_ms: u64,
+) -> Option<Served> {
+    // Like Redis, a key of another type (or none) just leaves the reader waiting.
+    let ready = keys.iter().zip(after).any(|(key, after)| {
+        matches!(db.get(key, now_ms), Some(Value::Stream(stream)) if stream.last_id() > *after)
+    });
+    if !ready {
+        return None;
+    }
+    let from: Vec<ReadFrom> = after.iter().map(|id| ReadFrom::After(*id)).collect();
+    match stream_ops::read(db, keys, &from, count, now_ms) {
+        Ok(found) if found.is_empty() => None,
+        Ok(found) => Some(Served::Streams(found)),
+        Err(err) => Some(Served::Failed(err)),
+    }
+}
+
+fn serve_group_read(
+    db: &mut Db,
+    keys: &[Bytes],
+    group: &[u8],
+    consumer: &Bytes,
+    count: Option<usize>,
+    noack: bool,
+    now_ms: u64,
+) -> Option<Served> {
+    if let Err(err) = consume::check_groups(db, keys, group, now_ms) {
+        return Some(Served::Failed(err));
+    }
+    let from = vec![GroupFrom::New; keys.len()];
+    match consume::read_group(db, keys, &from, group, consumer, count, noack, now_ms) {
+        Ok(found) if found.is_empty() => None,
+        Ok(found) => {
+            // The read changed the group even if the reader is gone: log it either way.
+            if db.effects_mut().is_enabled() {
+                let mut records = Vec::new();
+                for read in &found {
+                    let ids: Vec<_> = read.entries.iter().map(|(id, _)| *id).collect();
+                    if let Ok(Some(stream)) = crate::stream::ops::stream(db, &read.key, now_ms) {
+                        records.extend(crate::stream::propagate::group_records(
+                            stream,
+                            &read.key,
+                            group,
+                            Some(consumer),
+                            &ids,
+                        ));
+                    }
+                }
+                db.effects_mut().served_records(records);
+            }
+            Some(Served::Group(found))
+        }
+        Err(err) => Some(Served::Failed(err)),
     }
 }
 

@@ -52,6 +52,9 @@ pub struct Db {
     waiters: Waiters,
     /// Expiries and served blocked clients, for the append-only file.
     effects: EffectLog,
+    /// While the append-only file is replayed nothing expires: keys vanish only where
+    /// the file says `DEL`, as they did live.
+    expiry_paused: bool,
 }
 
 /// A key's remaining life, as TTL/PTTL report it.
@@ -159,8 +162,21 @@ impl Db {
         self.expired_keys
     }
 
+    /// Stops (or resumes) expiry, for replaying the append-only file.
+    pub fn set_expiry_paused(&mut self, paused: bool) {
+        self.expiry_paused = paused;
+    }
+
+    /// True while expiry is stopped.
+    pub fn is_expiry_paused(&self) -> bool {
+        self.expiry_paused
+    }
+
     /// Removes `key` if its time has come; true when it did.
     fn expire_if_due(&mut self, key: &[u8], now_ms: u64) -> bool {
+        if self.expiry_paused {
+            return false;
+        }
         let due = self
             .entries
             .get(key)
@@ -222,7 +238,8 @@ impl Db {
         let empty = match self.entries.get(key).map(|entry| &entry.value) {
             Some(Value::List(list)) => list.is_empty(),
             Some(Value::Hash(hash)) => hash.is_empty(),
-            Some(Value::String(_)) | None => false,
+            // Streams stay when emptied, as in Redis (their groups and IDs live on).
+            Some(Value::String(_) | Value::Stream(_)) | None => false,
         };
         if empty {
             self.entries.swap_remove(key);
@@ -293,7 +310,7 @@ impl Db {
             return false;
         };
         match expires_at_ms {
-            Some(at) if at <= now_ms => {
+            Some(at) if at <= now_ms && !self.expiry_paused => {
                 self.entries.swap_remove(key);
                 self.volatile.swap_remove(key);
             }
@@ -394,6 +411,7 @@ impl Db {
     /// Removes every key (FLUSHDB), invalidating transactions that watch any of them.
     pub fn clear(&mut self) {
         self.touch_watched_present(None);
+        self.waiters.mark_all_ready();
         self.entries = IndexMap::new();
         self.volatile = IndexSet::new();
     }

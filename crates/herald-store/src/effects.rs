@@ -71,6 +71,14 @@ impl EffectLog {
         }
     }
 
+    /// Records, already in replayable form, of a blocked client served by another
+    /// client's command (a consumer-group read served by XADD).
+    pub fn served_records(&mut self, records: Vec<Vec<Bytes>>) {
+        if self.enabled {
+            self.served.extend(records);
+        }
+    }
+
     /// Keys reclaimed by expiry since the last call, in order.
     pub fn take_expired(&mut self) -> Vec<Bytes> {
         std::mem::take(&mut self.expired)

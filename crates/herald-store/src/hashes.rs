@@ -28,7 +28,7 @@ fn read<'a>(db: &'a mut Db, key: &[u8], now_ms: u64) -> Result<Option<&'a Hash>,
     match db.get(key, now_ms) {
         None => Ok(None),
         Some(Value::Hash(hash)) => Ok(Some(hash)),
-        Some(Value::String(_) | Value::List(_)) => Err(StoreError::WrongType),
+        Some(_) => Err(StoreError::WrongType),
     }
 }
 
@@ -37,7 +37,7 @@ fn write<'a>(db: &'a mut Db, key: &[u8], now_ms: u64) -> Result<Option<&'a mut H
     match db.get_mut(key, now_ms) {
         None => Ok(None),
         Some(Value::Hash(hash)) => Ok(Some(hash)),
-        Some(Value::String(_) | Value::List(_)) => Err(StoreError::WrongType),
+        Some(_) => Err(StoreError::WrongType),
     }
 }
 
@@ -50,7 +50,7 @@ fn write_or_create<'a>(
 ) -> Result<&'a mut Hash, StoreError> {
     match db.get_or_insert_with(key, now_ms, || Value::Hash(Hash::new())) {
         Value::Hash(hash) => Ok(hash),
-        Value::String(_) | Value::List(_) => Err(StoreError::WrongType),
+        _ => Err(StoreError::WrongType),
     }
 }
 

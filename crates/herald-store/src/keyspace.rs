@@ -95,6 +95,8 @@ impl Keyspace {
         let (first, second) = (&mut head[low], &mut tail[0]);
         std::mem::swap(&mut first.entries, &mut second.entries);
         std::mem::swap(&mut first.volatile, &mut second.volatile);
+        first.waiters_mut().mark_all_ready();
+        second.waiters_mut().mark_all_ready();
         Ok(())
     }
 
@@ -162,6 +164,13 @@ impl Keyspace {
         self.dbs[to].set(Bytes::copy_from_slice(key), value, at);
         self.dbs[to].notify(events::GENERIC, "move_to", key);
         Ok(true)
+    }
+
+    /// Stops (or resumes) expiry in every database ([`Db::set_expiry_paused`]).
+    pub fn set_expiry_paused(&mut self, paused: bool) {
+        for db in &mut self.dbs {
+            db.set_expiry_paused(paused);
+        }
     }
 
     /// Starts or stops recording what the databases change on their own

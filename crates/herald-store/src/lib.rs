@@ -11,6 +11,7 @@
 //! - [`hashes`]: hash operations (fields, HINCRBY family, HRANDFIELD, HSCAN).
 //! - [`aof`]: the append-only file (format, group-committed writer, offline check).
 //! - [`effects`]: expiries and served blocked clients, recorded for the append-only file.
+//! - [`stream`]: streams, consumer groups and their pending-entry lists.
 //! - [`events`]: keyspace-notification classes and the events operations record.
 //! - [`error`]: failures with Redis's error texts.
 //!
@@ -29,6 +30,7 @@ pub mod hashes;
 pub mod keyspace;
 pub mod lists;
 pub mod packed;
+pub mod stream;
 pub mod strings;
 pub mod value;
 

@@ -41,7 +41,7 @@ fn list<'a>(
     match db.get_mut(key, now_ms) {
         None => Ok(None),
         Some(Value::List(list)) => Ok(Some(list)),
-        Some(Value::String(_) | Value::Hash(_)) => Err(StoreError::WrongType),
+        Some(_) => Err(StoreError::WrongType),
     }
 }
 

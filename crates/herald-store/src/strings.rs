@@ -15,7 +15,7 @@ pub fn get(db: &mut Db, key: &[u8], now_ms: u64) -> Result<Option<Bytes>, StoreE
     match db.get(key, now_ms) {
         None => Ok(None),
         Some(Value::String(bytes)) => Ok(Some(bytes.clone())),
-        Some(Value::List(_) | Value::Hash(_)) => Err(StoreError::WrongType),
+        Some(_) => Err(StoreError::WrongType),
     }
 }
 
@@ -88,7 +88,7 @@ pub fn set(
         match options.expiry {
             SetExpiry::Clear => db.set(key.clone(), value, None),
             SetExpiry::Keep => db.set_keep_ttl(key.clone(), value, now_ms),
-            SetExpiry::At(at) if at <= now_ms => {
+            SetExpiry::At(at) if at <= now_ms && !db.is_expiry_paused() => {
                 // Already in the past: Redis stores and deletes at once; nothing remains.
                 if db.remove(&key, now_ms).is_some() {
                     db.notify(events::GENERIC, "del", &key);

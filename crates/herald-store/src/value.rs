@@ -4,6 +4,7 @@ use bytes::Bytes;
 use indexmap::IndexMap;
 
 use crate::packed::PackedList;
+use crate::stream::Stream;
 
 /// What a key holds.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -14,6 +15,8 @@ pub enum Value {
     List(PackedList),
     /// A hash of fields to values; insertion-ordered so HRANDFIELD and HSCAN can index it.
     Hash(IndexMap<Bytes, Bytes>),
+    /// A stream with its consumer groups (boxed: it is larger than the other variants).
+    Stream(Box<Stream>),
 }
 
 impl Value {
@@ -23,6 +26,7 @@ impl Value {
             Value::String(_) => "string",
             Value::List(_) => "list",
             Value::Hash(_) => "hash",
+            Value::Stream(_) => "stream",
         }
     }
 }

@@ -573,6 +573,8 @@ fn block_or_serve(
                     from,
                     to,
                 } => lists::move_element(db, key, destination, *from, *to, now)?.map(Served::Moved),
+                // Only list operations come through here.
+                BlockedOp::StreamRead { .. } | BlockedOp::GroupRead { .. } => None,
             };
             if let Some(served) = served {
                 return Ok(Attempt::Served(served));
@@ -652,6 +654,10 @@ fn served_record(keys: &[Bytes], op: &BlockedOp, served: &Served) -> Option<Vec<
 pub fn write_served(reply: &mut ReplyWriter<'_>, shape: BlockedReply, served: Option<Served>) {
     match (served, shape) {
         (None, _) => reply.null_array(),
+        (Some(served), BlockedReply::Streams) => {
+            super::streams_read::write_served_streams(reply, &served);
+        }
+        (Some(Served::Streams(_) | Served::Group(_)), _) => reply.null_array(),
         (Some(Served::Failed(err)), _) => reply.error(&err.to_string()),
         (Some(Served::Moved(value)), _) => reply.bulk(&value),
         (Some(Served::Popped { key, values }), BlockedReply::KeyAndElements) => {

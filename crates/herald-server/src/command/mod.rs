@@ -8,7 +8,8 @@
 //!
 //! Handlers live in one file per family: [`pubsub`], [`connection`], [`client`],
 //! [`server`], [`introspection`], [`keys`], [`strings`], [`lists`], [`hashes`],
-//! [`transactions`], [`persistence`]. A handler parses its
+//! [`transactions`], [`persistence`], and the streams in [`streams`], [`streams_read`],
+//! [`streams_groups`], [`streams_info`]. A handler parses its
 //! arguments, checks for trailing garbage, applies the command and writes the reply; it
 //! never blocks.
 
@@ -21,6 +22,10 @@ pub mod lists;
 pub mod persistence;
 pub mod pubsub;
 pub mod server;
+pub mod streams;
+pub mod streams_groups;
+pub mod streams_info;
+pub mod streams_read;
 pub mod strings;
 pub mod transactions;
 
@@ -260,6 +265,21 @@ pub static COMMANDS: &[&CommandSpec] = &[
     &hashes::HSTRLEN,
     &hashes::HRANDFIELD,
     &hashes::HSCAN,
+    &streams::XADD,
+    &streams::XLEN,
+    &streams::XRANGE,
+    &streams::XREVRANGE,
+    &streams::XDEL,
+    &streams::XTRIM,
+    &streams::XSETID,
+    &streams_read::XREAD,
+    &streams_read::XREADGROUP,
+    &streams_groups::XGROUP,
+    &streams_groups::XACK,
+    &streams_groups::XPENDING,
+    &streams_groups::XCLAIM,
+    &streams_groups::XAUTOCLAIM,
+    &streams_info::XINFO,
 ];
 
 static BY_NAME: LazyLock<HashMap<&'static str, &'static CommandSpec>> =

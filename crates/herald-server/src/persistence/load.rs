@@ -1,10 +1,9 @@
 //! Start-up loading: the append-only file replayed into the keyspace before the server
 //! accepts its first client.
 //!
-//! Each entry runs through the ordinary command table on a session of its own, with the
-//! server's clock stopped at zero ([`crate::server::Shared::now_ms`]) so that nothing
-//! expires during the replay (keys vanish only where the file says `DEL`) and with
-//! nothing logged (the file is what is being read). A transaction replays under the
+//! Each entry runs through the ordinary command table on a session of its own, with
+//! expiry paused so that nothing expires during the replay (keys vanish only where the
+//! file says `DEL`) and with nothing logged (the file is what is being read). A transaction replays under the
 //! keyspace lock as one unit.
 //!
 //! A file that ends inside a record is what a crash mid-write leaves: with

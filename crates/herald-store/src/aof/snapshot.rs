@@ -6,7 +6,9 @@
 //! nothing with the live keyspace); what it buys is a pause bounded by a memory copy
 //! instead of by disk speed. Each key becomes the fewest commands that rebuild it:
 //! `SET` (with `PXAT` when it expires), or `RPUSH`/`HSET` in batches of
-//! [`ITEMS_PER_COMMAND`] followed by `PEXPIREAT`, as Redis's rewrite does.
+//! [`ITEMS_PER_COMMAND`] followed by `PEXPIREAT`, as Redis's rewrite does; a stream as
+//! its entries, counters, groups, consumers and pending entries
+//! ([`crate::stream::propagate::rebuild_records`]).
 
 use std::io::{self, Write};
 
@@ -116,6 +118,11 @@ fn encode_key(out: &mut Vec<u8>, key: &Bytes, value: &Value, expires_at: Option<
             }
             if !args.is_empty() {
                 encode_command(out, &args);
+            }
+        }
+        Value::Stream(stream) => {
+            for record in crate::stream::propagate::rebuild_records(stream, key) {
+                encode_command(out, &record);
             }
         }
     }
