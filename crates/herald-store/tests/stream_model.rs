@@ -168,15 +168,13 @@ proptest! {
                     let result = consume::auto_claim(&mut db, &key, &group, &consumer(c), 0, StreamId::MIN, count, false, now).unwrap();
                     let mut claimed = Vec::new();
                     let mut deleted = Vec::new();
-                    let mut scanned = 0;
                     let ids: Vec<StreamId> = model.pel.keys().copied().collect();
                     let mut next = StreamId::MIN;
-                    for id in ids {
+                    for (scanned, id) in ids.into_iter().enumerate() {
                         if claimed.len() == count || scanned == count * 10 {
                             next = id;
                             break;
                         }
-                        scanned += 1;
                         if model.entries.contains_key(&id) {
                             let entry = model.pel.get_mut(&id).unwrap();
                             *entry = (c, entry.1 + 1);
