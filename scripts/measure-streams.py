@@ -127,8 +127,9 @@ def group_rate(server):
     assert delivered == reads * BATCH, delivered
     ack_rate = benchmark(server.port, GROUP_ENTRIES, CONSUMERS, 16, "XACK", "jobs", "g",
                          "__rand_int__-0", rand=GROUP_ENTRIES)
-    entries_per_s = 1 / (1 / (read_rate * BATCH) + 1 / ack_rate)
-    return entries_per_s
+    print(f"  {server.kind}: XREADGROUP {read_rate * BATCH:,.0f} entries/s, XACK {ack_rate:,.0f} acks/s",
+          flush=True)
+    return 1 / (1 / (read_rate * BATCH) + 1 / ack_rate)
 
 
 def main():
