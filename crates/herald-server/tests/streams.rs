@@ -495,3 +495,44 @@ async fn xadd_invalidates_watch() {
     watcher.cmd(&[b"EXEC"]).await;
     watcher.expect(b"*-1\r\n").await;
 }
+
+#[tokio::test]
+async fn help_replies_are_well_formed_and_bad_options_name_the_subcommand() {
+    let server = TestServer::start().await;
+    let mut c = server.connection(false).await;
+    for container in ["XINFO", "XGROUP", "CONFIG"] {
+        let lines: Vec<String> = query(&mut c, &[container, "HELP"]).await;
+        assert!(lines[0].starts_with(&format!("{container} <subcommand>")));
+        assert_eq!(&lines[lines.len() - 2..], ["HELP", "    Prints this help."]);
+        // The connection is still in step: the next reply is the next command's.
+        assert_eq!(query::<String>(&mut c, &["PING"]).await, "PONG");
+    }
+    let _: String = query(&mut c, &["XADD", "s", "1-0", "f", "v"]).await;
+    assert_eq!(
+        error(&mut c, &["XINFO", "stream", "s", "EXTRA"]).await,
+        "ERR unknown subcommand or wrong number of arguments for 'stream'. Try XINFO HELP."
+    );
+    assert_eq!(
+        error(&mut c, &["XGROUP", "CREATE", "s", "g", "0", "FOO"]).await,
+        "ERR unknown subcommand or wrong number of arguments for 'CREATE'. Try XGROUP HELP."
+    );
+    let _: String = query(
+        &mut c,
+        &[
+            "XADD",
+            "full",
+            "18446744073709551615-18446744073709551615",
+            "f",
+            "v",
+        ],
+    )
+    .await;
+    assert_eq!(
+        error(
+            &mut c,
+            &["XADD", "full", "18446744073709551615-*", "f", "v"]
+        )
+        .await,
+        "ERR The stream has exhausted the last possible ID, unable to add more items"
+    );
+}

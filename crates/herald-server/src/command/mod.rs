@@ -391,7 +391,8 @@ fn unknown_subcommand(container: &CommandSpec, sub: &[u8]) -> String {
 /// Replies to a HELP subcommand: Redis's header line, then the lines given.
 pub fn reply_help(out: &mut Output<'_>, container: &str, lines: &[&str]) {
     let mut reply = out.reply();
-    reply.array(lines.len() + 2);
+    // The header, the lines, and the two-line HELP footer.
+    reply.array(lines.len() + 3);
     reply.simple(&format!(
         "{} <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
         container.to_ascii_uppercase()
@@ -400,7 +401,7 @@ pub fn reply_help(out: &mut Output<'_>, container: &str, lines: &[&str]) {
         reply.simple(line);
     }
     reply.simple("HELP");
-    reply.simple("    Print this help.");
+    reply.simple("    Prints this help.");
 }
 
 /// Parses an argument as a Redis integer (`ERR value is not an integer or out of range`).

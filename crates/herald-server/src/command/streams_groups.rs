@@ -20,9 +20,20 @@ fn parse_group_start(out: &mut Output<'_>, arg: &[u8]) -> Option<GroupStart> {
     or_reply(out, id::parse_strict(arg)).map(GroupStart::At)
 }
 
-/// Parses `[MKSTREAM] [ENTRIESREAD n]`; `(mkstream, entries_read)`.
+/// Redis's reply to a bad option of a subcommand (`addReplySubcommandSyntaxError`),
+/// naming the subcommand as the client typed it.
+pub fn subcommand_syntax_error(out: &mut Output<'_>, typed: &[u8], container: &str) {
+    let typed = String::from_utf8_lossy(&typed[..typed.len().min(128)]);
+    out.error(&format!(
+        "ERR unknown subcommand or wrong number of arguments for '{typed}'. Try {container} HELP."
+    ));
+}
+
+/// Parses `[MKSTREAM] [ENTRIESREAD n]` after `XGROUP <typed> key group id`;
+/// `(mkstream, entries_read)`.
 fn parse_group_options(
     out: &mut Output<'_>,
+    typed: &[u8],
     args: &[Bytes],
     allow_mkstream: bool,
 ) -> Option<(bool, Option<u64>)> {
@@ -51,7 +62,7 @@ fn parse_group_options(
                 i += 2;
             }
             _ => {
-                out.error(SYNTAX_ERROR);
+                subcommand_syntax_error(out, typed, "XGROUP");
                 return None;
             }
         }
@@ -68,7 +79,8 @@ const XGROUP_SUB: CommandSpec = CommandSpec {
 };
 
 fn xgroup_create(session: &mut Session, out: &mut Output<'_>, args: &[Bytes]) -> Flow {
-    let Some((mkstream, entries_read)) = parse_group_options(out, &args[5..], true) else {
+    let Some((mkstream, entries_read)) = parse_group_options(out, &args[1], &args[5..], true)
+    else {
         return Flow::Continue;
     };
     let Some(start) = parse_group_start(out, &args[4]) else {
@@ -85,7 +97,7 @@ fn xgroup_create(session: &mut Session, out: &mut Output<'_>, args: &[Bytes]) ->
 }
 
 fn xgroup_setid(session: &mut Session, out: &mut Output<'_>, args: &[Bytes]) -> Flow {
-    let Some((_, entries_read)) = parse_group_options(out, &args[5..], false) else {
+    let Some((_, entries_read)) = parse_group_options(out, &args[1], &args[5..], false) else {
         return Flow::Continue;
     };
     let Some(start) = parse_group_start(out, &args[4]) else {
@@ -287,11 +299,8 @@ fn xpending(session: &mut Session, out: &mut Output<'_>, args: &[Bytes]) -> Flow
     let Some(end) = or_reply(out, id::parse_bound(&args[at + 1], BoundSide::End)) else {
         return Flow::Continue;
     };
+    // Redis takes the argument after `count` as the consumer and ignores the rest.
     let extra = &args[at + 3..];
-    if extra.len() > 1 {
-        out.error(SYNTAX_ERROR);
-        return Flow::Continue;
-    }
     let query = PendingQuery {
         start,
         end,

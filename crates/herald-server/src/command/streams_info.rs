@@ -14,9 +14,8 @@ use herald_store::stream::Stream;
 use herald_store::StoreError;
 
 use super::streams::{write_entries, write_entry, write_id};
-use super::{
-    flag, parse_i64, reply_help, with_db, CommandSpec, BASE, NOT_AN_INTEGER, SYNTAX_ERROR,
-};
+use super::streams_groups::subcommand_syntax_error;
+use super::{flag, parse_i64, reply_help, with_db, CommandSpec, BASE, NOT_AN_INTEGER};
 use crate::session::{Flow, Output, Session};
 
 fn key_label(reply: &mut ReplyWriter<'_>, label: &str) {
@@ -127,24 +126,22 @@ fn write_stream_full(reply: &mut ReplyWriter<'_>, stream: &Stream, count: usize)
 const FULL_DEFAULT_COUNT: usize = 10;
 
 fn xinfo_stream(session: &mut Session, out: &mut Output<'_>, args: &[Bytes]) -> Flow {
-    let full = match args.get(3) {
-        None => None,
-        Some(word) if word.eq_ignore_ascii_case(b"full") => match &args[4..] {
-            [] => Some(FULL_DEFAULT_COUNT),
-            [option, value] if option.eq_ignore_ascii_case(b"count") => match parse_i64(value) {
+    let full = match &args[3..] {
+        [] => None,
+        [word] if word.eq_ignore_ascii_case(b"full") => Some(FULL_DEFAULT_COUNT),
+        [word, option, value]
+            if word.eq_ignore_ascii_case(b"full") && option.eq_ignore_ascii_case(b"count") =>
+        {
+            match parse_i64(value) {
                 Some(n) => Some(n.max(0) as usize),
                 None => {
                     out.error(NOT_AN_INTEGER);
                     return Flow::Continue;
                 }
-            },
-            _ => {
-                out.error(SYNTAX_ERROR);
-                return Flow::Continue;
             }
-        },
-        Some(_) => {
-            out.error(SYNTAX_ERROR);
+        }
+        _ => {
+            subcommand_syntax_error(out, &args[1], "XINFO");
             return Flow::Continue;
         }
     };

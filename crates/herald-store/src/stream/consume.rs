@@ -464,11 +464,8 @@ pub fn claim(
         .groups
         .remove(group)
         .ok_or_else(|| no_key_or_group(key, group))?;
-    let created = {
-        let (holder, created) = found.consumer_or_create(consumer, now_ms);
-        holder.seen_ms = now_ms;
-        created
-    };
+    // As in Redis, the consumer is created only once it claims something.
+    let mut created = false;
     if let Some(last) = options.last_id {
         if last > found.last_id {
             found.last_id = last;
@@ -489,6 +486,9 @@ pub fn claim(
             Some(p) if now_ms.saturating_sub(p.delivered_ms) < options.min_idle_ms => continue,
             Some(_) => {}
         }
+        let (holder, new) = found.consumer_or_create(consumer, now_ms);
+        holder.seen_ms = now_ms;
+        created |= new;
         if pending.is_none() {
             found.pel.insert(
                 id,
@@ -551,11 +551,7 @@ pub fn auto_claim(
         .groups
         .remove(group)
         .ok_or_else(|| no_key_or_group(key, group))?;
-    let created = {
-        let (holder, created) = found.consumer_or_create(consumer, now_ms);
-        holder.seen_ms = now_ms;
-        created
-    };
+    let mut created = false;
     let mut attempts = count.saturating_mul(10);
     let mut remaining = count;
     let mut result = AutoClaimed::default();
@@ -578,6 +574,9 @@ pub fn auto_claim(
             result.deleted.push(id);
             continue;
         };
+        let (holder, new) = found.consumer_or_create(consumer, now_ms);
+        holder.seen_ms = now_ms;
+        created |= new;
         claim_one(&mut found, id, consumer, now_ms, None, just_id);
         result
             .claimed

@@ -244,10 +244,12 @@ impl Entries {
     /// Appends an entry; `id` must be above every ID stored so far, `pairs` non-empty and
     /// of even length (the caller checks both).
     pub fn append(&mut self, id: StreamId, pairs: &[Bytes]) {
+        // A block stays sorted even after XSETID lowered the last ID below a deleted tail
+        // entry: an ID not above the block's last one starts a new block.
         let tail_open = self
             .blocks
             .last_key_value()
-            .is_some_and(|(_, block)| !block.is_full());
+            .is_some_and(|(_, block)| !block.is_full() && id > block.last);
         if !tail_open {
             if let Some(mut tail) = self.blocks.last_entry() {
                 tail.get_mut().data.shrink_to_fit();
@@ -495,6 +497,27 @@ mod tests {
             ids(&entries.range(StreamId::MIN, StreamId::MAX, Some(2), true)),
             vec![StreamId::new(300, 7), StreamId::new(1, 1)]
         );
+    }
+
+    #[test]
+    fn an_id_below_a_deleted_tail_entry_keeps_order() {
+        let mut entries = Entries::default();
+        for ms in 1..=3 {
+            entries.append(StreamId::new(ms, 0), &pairs(&["f", "v"]));
+        }
+        assert!(entries.delete(StreamId::new(3, 0)));
+        // What XSETID 2-0 followed by XADD 2-5 produces.
+        entries.append(StreamId::new(2, 5), &pairs(&["f", "w"]));
+        assert_eq!(
+            ids(&entries.range(StreamId::MIN, StreamId::MAX, None, false)),
+            vec![
+                StreamId::new(1, 0),
+                StreamId::new(2, 0),
+                StreamId::new(2, 5)
+            ]
+        );
+        assert_eq!(entries.last_id(), Some(StreamId::new(2, 5)));
+        assert!(entries.contains(StreamId::new(2, 5)));
     }
 
     #[test]

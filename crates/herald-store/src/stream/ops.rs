@@ -69,8 +69,8 @@ pub fn add(
     else {
         return Err(StoreError::WrongType);
     };
-    let owned: Vec<Bytes> = pairs.iter().map(crate::value::owned).collect();
-    stream.append(new_id, &owned);
+    // The block copies the bytes it keeps, so the arguments are not copied first.
+    stream.append(new_id, pairs);
     let trimmed = trim.map_or(0, |spec| {
         stream.trim(spec.strategy, spec.approx, spec.limit)
     });
