@@ -20,7 +20,8 @@ fn id_word(id: StreamId) -> Bytes {
     word(&id.to_string())
 }
 
-/// `XCLAIM key group consumer 0 id TIME ms RETRYCOUNT n FORCE JUSTID` for each of `ids`
+/// `XGROUP CREATECONSUMER` when `consumer` exists in the group (it may have been created
+/// by this command), then `XCLAIM key group consumer 0 id TIME ms RETRYCOUNT n FORCE JUSTID` for each of `ids`
 /// still pending in `group`, `XACK key group id` for each that is not (deleted while
 /// pending, or read with NOACK: the ACK is then a no-op), then the group's position.
 /// Empty when the group is gone.
@@ -36,7 +37,8 @@ pub fn group_records(
     };
     let group_name = Bytes::copy_from_slice(group_name);
     let mut records = Vec::with_capacity(ids.len() + 2);
-    if let Some(consumer) = consumer {
+    // Only a consumer that exists now: XCLAIM and XAUTOCLAIM create theirs lazily.
+    if let Some(consumer) = consumer.filter(|name| group.consumers.contains_key(*name)) {
         records.push(vec![
             word("XGROUP"),
             word("CREATECONSUMER"),
