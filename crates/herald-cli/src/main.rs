@@ -1,4 +1,5 @@
-//! The `herald` binary: `herald server` runs the Redis-protocol pub/sub server.
+//! The `herald` binary: `herald server` runs the Redis-protocol pub/sub server, `herald bench`
+//! load-tests one, `herald check-aof` checks (and repairs) an append-only file.
 //!
 //! Flags are named like redis-server's options; a TOML file (`--config`) may hold the
 //! same keys, and flags given on the command line win. Bad input exits with code 2 and

@@ -617,3 +617,41 @@ async fn info_blocked(conn: &mut MultiplexedConnection) -> u64 {
         .and_then(|n| n.trim().parse().ok())
         .unwrap_or(0)
 }
+
+#[tokio::test]
+async fn the_file_is_rewritten_automatically_once_it_doubles() {
+    let dir = temp_dir("auto-rewrite");
+    let mut config = aof_config(&dir, "everysec");
+    config.auto_aof_rewrite_min_size = "4kb".to_owned();
+    config.auto_aof_rewrite_percentage = 100;
+    let server = TestServer::with_config(config.clone()).await;
+    let mut conn = server.connection(false).await;
+    for n in 0..600 {
+        run(&mut conn, &["SET", "counter", &n.to_string()])
+            .await
+            .unwrap();
+    }
+    // The cron (10 Hz) rewrites whenever the file passes 4 kB and twice its base size.
+    let (mut rewrites, mut size) = (String::new(), u64::MAX);
+    for _ in 0..300 {
+        rewrites = info_field(&mut conn, "aof_rewrites").await;
+        size = std::fs::metadata(aof_path(&dir)).unwrap().len();
+        if rewrites != "0" && size < 4096 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_ne!(rewrites, "0", "no automatic rewrite");
+    assert!(size < 4096, "the file is still {size} bytes");
+    drop(conn);
+    server.stop().await;
+    let restarted = TestServer::with_config(config).await;
+    let mut conn = restarted.connection(false).await;
+    assert_eq!(
+        run(&mut conn, &["GET", "counter"]).await.unwrap(),
+        Value::BulkString(b"599".to_vec())
+    );
+    drop(conn);
+    restarted.stop().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -1,0 +1,115 @@
+#!/usr/bin/env bash
+# scripts/measure-aof.sh: write throughput with the append-only file on, Herald against
+# redis-server, on this machine, in the same run, interleaved (Herald, Redis, Herald, ...).
+#
+#   scripts/measure-aof.sh            ROUNDS=3 N=200000 by default
+#
+# Scenarios (redis-benchmark, 50 clients):
+#   everysec, pipelined 16 deep: SET, LPUSH, XADD
+#   always, one command in flight per client (group commit is what makes this fast)
+# Each scenario gets fresh servers and fresh files. Prints a Markdown table of requests
+# per second with the ratio Herald / Redis (median, min-max over the rounds).
+# Needs redis-server and redis-benchmark (Debian: redis-server, redis-tools) and builds
+# target/release/herald when HERALD_BIN is not given.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+ROUNDS="${ROUNDS:-3}"
+N="${N:-200000}"
+HERALD="${HERALD_BIN:-$ROOT/target/release/herald}"
+WORK="$(mktemp -d)"
+PIDS=()
+
+cleanup() {
+    for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+    wait 2>/dev/null || true
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+for tool in redis-server redis-benchmark redis-cli; do
+    command -v "$tool" >/dev/null || { echo "measure-aof: $tool is missing (apt-get install redis-server redis-tools)" >&2; exit 2; }
+done
+if [[ -z "${HERALD_BIN:-}" ]]; then
+    (cd "$ROOT" && cargo build --release --quiet -p herald-cli)
+fi
+
+# Keep the HTTP gateway (when this build has one) off: only the RESP port is measured.
+HERALD_EXTRA=()
+if "$HERALD" server --help 2>/dev/null | grep -q -- '--no-http'; then
+    HERALD_EXTRA=(--no-http)
+fi
+
+free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+
+wait_ready() {
+    for _ in $(seq 100); do
+        redis-cli -p "$1" PING >/dev/null 2>&1 && return 0
+        sleep 0.05
+    done
+    echo "measure-aof: server on port $1 did not start" >&2
+    exit 1
+}
+
+# start SERVER POLICY: prints the port; the pid goes to PIDS (through a file, since this
+# runs in a command substitution).
+start() {
+    local server="$1" policy="$2" port dir
+    port="$(free_port)"
+    dir="$WORK/$server-$port"
+    mkdir -p "$dir"
+    if [[ "$server" == herald ]]; then
+        RUST_LOG=warn "$HERALD" server --port "$port" --appendonly yes --appendfsync "$policy" \
+            --dir "$dir" "${HERALD_EXTRA[@]}" >/dev/null 2>&1 &
+    else
+        redis-server --port "$port" --appendonly yes --appendfsync "$policy" --dir "$dir" \
+            --save '' --aof-use-rdb-preamble no --logfile "$dir/log" >/dev/null 2>&1 &
+    fi
+    echo $! >"$WORK/pid"
+    wait_ready "$port"
+    echo "$port"
+}
+
+# rate PORT ARGS...: requests per second reported by redis-benchmark --csv.
+rate() {
+    local port="$1"
+    shift
+    redis-benchmark -p "$port" --csv "$@" 2>/dev/null | tail -1 | cut -d, -f2 | tr -d '"'
+}
+
+scenario() { # scenario NAME POLICY BENCHMARK-ARGS...
+    local name="$1" policy="$2"
+    shift 2
+    local herald_rates=() redis_rates=() ratios=()
+    for ((round = 1; round <= ROUNDS; round++)); do
+        local results=()
+        for server in herald redis; do
+            local port pid
+            port="$(start "$server" "$policy")"
+            pid="$(cat "$WORK/pid")"
+            PIDS+=("$pid")
+            results+=("$(rate "$port" "$@")")
+            kill "$pid"
+            wait "$pid" 2>/dev/null || true
+        done
+        herald_rates+=("${results[0]}")
+        redis_rates+=("${results[1]}")
+        ratios+=("$(python3 -c "print(f'{${results[0]} / ${results[1]}:.2f}')")")
+    done
+    python3 - "$name" "${herald_rates[*]}" "${redis_rates[*]}" "${ratios[*]}" <<'EOF'
+import statistics, sys
+name, herald, redis, ratios = sys.argv[1], *[list(map(float, a.split())) for a in sys.argv[2:]]
+print(f"| {name} | {statistics.median(herald):,.0f} | {statistics.median(redis):,.0f} | "
+      f"{statistics.median(ratios):.2f}x ({min(ratios):.2f}-{max(ratios):.2f}) |")
+EOF
+}
+
+echo "Machine: $(nproc) cores, $(uname -r); redis-server $(redis-server --version | grep -o 'v=[0-9.]*'); $ROUNDS rounds, interleaved"
+echo
+echo "| scenario (50 clients) | Herald req/s | Redis req/s | Herald / Redis, median (min-max) |"
+echo "|---|---:|---:|---:|"
+scenario "SET, everysec, pipeline 16" everysec -c 50 -P 16 -n "$N" -t set
+scenario "LPUSH, everysec, pipeline 16" everysec -c 50 -P 16 -n "$N" -t lpush
+scenario "XADD, everysec, pipeline 16" everysec -c 50 -P 16 -n "$N" XADD bench:stream '*' field value
+scenario "SET, always, no pipelining" always -c 50 -P 1 -n "$((N / 4))" -t set
+scenario "LPUSH, always, no pipelining" always -c 50 -P 1 -n "$((N / 4))" -t lpush
