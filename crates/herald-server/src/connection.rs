@@ -252,7 +252,10 @@ async fn wait_blocked(
     };
     // The pop was logged by the client whose push served it, under the keyspace lock:
     // once the lock is free, the last record covers it.
-    if let (Some(persistence), true) = (shared.persistence(), served.is_some()) {
+    let must_wait = |p: &crate::persistence::Persistence| {
+        p.writer().policy() == herald_store::aof::FsyncPolicy::Always
+    };
+    if let Some(persistence) = shared.persistence().filter(|p| served.is_some() && must_wait(p)) {
         let logged = shared.store.with(|_| persistence.last_sequence());
         persistence.writer().durable(logged).await;
     }
