@@ -272,7 +272,7 @@ impl Outbox {
         }
         self.queued_bytes
             .store(state.queued_bytes, Ordering::Relaxed);
-        let verdict = self.check_limits(&mut state, Instant::now());
+        let verdict = self.check_limits(&mut state, Instant::now);
         drop(state);
         match verdict {
             Some(reason) => self.kill_now(reason),
@@ -403,7 +403,7 @@ impl Outbox {
         if state.close.is_some() {
             return None;
         }
-        let verdict = self.check_limits(&mut state, now);
+        let verdict = self.check_limits(&mut state, || now);
         drop(state);
         if let Some(reason) = &verdict {
             self.kill_now(reason.clone());
@@ -411,7 +411,13 @@ impl Outbox {
         verdict
     }
 
-    fn check_limits(&self, state: &mut State, now: Instant) -> Option<CloseReason> {
+    /// `now` is called only when the soft limit is exceeded: reading the clock on every
+    /// append would cost more than the append itself.
+    fn check_limits(
+        &self,
+        state: &mut State,
+        now: impl FnOnce() -> Instant,
+    ) -> Option<CloseReason> {
         let class = self.class();
         let limit = self.limits.get(class);
         let queued = state.queued_bytes as u64;
@@ -423,6 +429,7 @@ impl Outbox {
             });
         }
         if limit.soft_bytes > 0 && queued >= limit.soft_bytes {
+            let now = now();
             let since = *state.soft_exceeded_since.get_or_insert(now);
             if now.saturating_duration_since(since) > Duration::from_secs(limit.soft_seconds) {
                 return Some(CloseReason::SoftLimit {
@@ -464,10 +471,10 @@ mod tests {
     fn delivery(payload: &'static [u8]) -> Delivery {
         Delivery {
             kind: DeliveryKind::Channel,
-            message: Arc::new(Message {
-                channel: Bytes::from_static(b"ch"),
-                payload: Bytes::from_static(payload),
-            }),
+            message: Arc::new(Message::new(
+                Bytes::from_static(b"ch"),
+                Bytes::from_static(payload),
+            )),
         }
     }
 
