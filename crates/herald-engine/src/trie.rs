@@ -24,8 +24,9 @@ const ROOT: usize = 0;
 struct Node {
     /// Bytes on the edge from the parent; empty only for the root.
     label: Box<[u8]>,
-    /// Children ordered by the first byte of their label (unique per node).
-    children: Vec<usize>,
+    /// Children as (first byte of their label, node), ordered by that byte (unique per
+    /// node); the byte is kept here so a lookup reads one array, not every child.
+    children: Vec<(u8, usize)>,
     /// Ids whose key ends exactly here, in insertion order.
     ids: Vec<u32>,
     parent: usize,
@@ -81,7 +82,7 @@ impl Trie {
     fn child(&self, node: usize, first: u8) -> Result<usize, usize> {
         self.nodes[node]
             .children
-            .binary_search_by_key(&first, |&child| self.nodes[child].label[0])
+            .binary_search_by_key(&first, |&(byte, _)| byte)
     }
 
     fn alloc(&mut self, node: Node) -> usize {
@@ -115,7 +116,7 @@ impl Trie {
                 return;
             };
             let (position, child) = match self.child(node, first) {
-                Ok(position) => (position, self.nodes[node].children[position]),
+                Ok(position) => (position, self.nodes[node].children[position].1),
                 Err(position) => {
                     let leaf = self.alloc(Node {
                         label: rest.into(),
@@ -123,7 +124,7 @@ impl Trie {
                         ids: vec![id],
                         parent: node,
                     });
-                    self.nodes[node].children.insert(position, leaf);
+                    self.nodes[node].children.insert(position, (first, leaf));
                     self.ids += 1;
                     return;
                 }
@@ -138,13 +139,13 @@ impl Trie {
                 let remainder: Box<[u8]> = label[common..].into();
                 let middle = self.alloc(Node {
                     label: shared,
-                    children: vec![child],
+                    children: vec![(remainder[0], child)],
                     ids: Vec::new(),
                     parent: node,
                 });
                 self.nodes[child].label = remainder;
                 self.nodes[child].parent = middle;
-                self.nodes[node].children[position] = middle;
+                self.nodes[node].children[position] = (first, middle);
                 node = middle;
             } else {
                 node = child;
@@ -162,7 +163,7 @@ impl Trie {
             let Ok(position) = self.child(node, first) else {
                 return false;
             };
-            let child = self.nodes[node].children[position];
+            let child = self.nodes[node].children[position].1;
             let label = &self.nodes[child].label;
             if !rest.starts_with(label) {
                 return false;
@@ -195,14 +196,14 @@ impl Trie {
                     node = parent;
                 }
                 1 => {
-                    let only = self.nodes[node].children[0];
+                    let only = self.nodes[node].children[0].1;
                     let position = self.child(parent, self.nodes[node].label[0]);
                     let mut label = std::mem::take(&mut self.nodes[node].label).into_vec();
                     label.extend_from_slice(&self.nodes[only].label);
                     self.nodes[only].label = label.into();
                     self.nodes[only].parent = parent;
                     if let Ok(position) = position {
-                        self.nodes[parent].children[position] = only;
+                        self.nodes[parent].children[position].1 = only;
                     }
                     self.release(node);
                     return;
@@ -229,7 +230,7 @@ impl Trie {
             let Ok(position) = self.child(node, first) else {
                 return;
             };
-            let child = self.nodes[node].children[position];
+            let child = self.nodes[node].children[position].1;
             let label = &self.nodes[child].label;
             if !self.continues_with(subject, consumed, label) {
                 return;
