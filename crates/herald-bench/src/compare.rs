@@ -36,7 +36,11 @@ const METRICS: [Metric; 7] = [
     ("latency p99 µs", |r| r.latency.p99_us, false),
     ("latency p99.9 µs", |r| r.latency.p999_us, false),
     ("latency max µs", |r| r.latency.max_us, false),
-    ("server CPU ns/delivery", |r| r.server_cpu_ns_per_delivery.unwrap_or(0.0), false),
+    (
+        "server CPU ns/delivery",
+        |r| r.server_cpu_ns_per_delivery.unwrap_or(0.0),
+        false,
+    ),
 ];
 
 /// Median of a non-empty list (the lower middle for even lengths is averaged in).

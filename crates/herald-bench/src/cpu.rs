@@ -23,7 +23,9 @@ type Window = (Option<Duration>, Option<Duration>);
 
 fn window() -> MutexGuard<'static, Window> {
     // Two plain values: a panic elsewhere cannot leave them half-written.
-    WINDOW.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    WINDOW
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// Sets the process whose CPU the next run measures (`None`: measure nothing).

@@ -72,7 +72,9 @@ fn index_without_cache(bencher: divan::Bencher, total: usize) {
 
 #[divan::bench(args = SIZES)]
 fn scan_every_pattern(bencher: divan::Bencher, total: usize) {
-    let globs: Vec<Glob> = (0..total).map(|g| Glob::new(pattern(g).as_bytes())).collect();
+    let globs: Vec<Glob> = (0..total)
+        .map(|g| Glob::new(pattern(g).as_bytes()))
+        .collect();
     let channels = channels(total);
     let mut next = 0;
     bencher.bench_local(|| {

@@ -234,7 +234,10 @@ mod tests {
             );
             assert_eq!(
                 kinds(&a),
-                vec![DeliveryKind::Pattern(b("ne*")), DeliveryKind::Pattern(b("n*"))]
+                vec![
+                    DeliveryKind::Pattern(b("ne*")),
+                    DeliveryKind::Pattern(b("n*"))
+                ]
             );
         }
     }
