@@ -264,10 +264,16 @@ impl Outbox {
             return false;
         }
         state.queued_bytes += bytes;
+        // Only the append that makes the queue non-empty wakes the writer: the writer
+        // waits only after it found the queue empty, and a held entry is announced by
+        // `release_held`. Skipping the rest keeps the `Notify` cache line, shared with
+        // the writer's core, out of every other append.
+        let mut wake = false;
         if may_hold && state.holding {
             state.held.push(entry);
             self.has_held.store(true, Ordering::Relaxed);
         } else {
+            wake = state.queue.is_empty();
             state.queue.push_back(entry);
         }
         self.queued_bytes
@@ -276,7 +282,8 @@ impl Outbox {
         drop(state);
         match verdict {
             Some(reason) => self.kill_now(reason),
-            None => self.output_ready.notify_one(),
+            None if wake => self.output_ready.notify_one(),
+            None => {}
         }
         true
     }
@@ -512,6 +519,26 @@ mod tests {
         assert_eq!(taken.len(), 2);
         assert!(matches!(taken[0], Outgoing::Frame(_)));
         assert_eq!(outbox.queued_bytes(), 0);
+    }
+
+    #[tokio::test]
+    async fn the_writer_is_woken_for_every_batch_it_has_not_seen() {
+        let outbox = Arc::new(outbox_with(ClientClass::Normal, OutputLimit::default()));
+        let wait = |outbox: &Arc<Outbox>| {
+            let outbox = Arc::clone(outbox);
+            tokio::spawn(async move { outbox.output_ready().await })
+        };
+        let bounded = |task| tokio::time::timeout(Duration::from_secs(5), task);
+        outbox.deliver(delivery(b"1"));
+        outbox.deliver(delivery(b"2"));
+        bounded(wait(&outbox)).await.expect("no wake-up").unwrap();
+        assert_eq!(drain(&outbox).len(), 2);
+        // Drained: the writer waits, and the next append must wake it.
+        let waiter = wait(&outbox);
+        tokio::task::yield_now().await;
+        outbox.deliver(delivery(b"3"));
+        bounded(waiter).await.expect("no wake-up").unwrap();
+        assert_eq!(drain(&outbox).len(), 1);
     }
 
     #[test]
