@@ -42,6 +42,9 @@ use crate::trie::{Direction, Trie};
 pub const CACHE_SHARDS: usize = 16;
 /// Channels remembered per cache shard; a full shard forgets half of them.
 pub const CACHE_CHANNELS_PER_SHARD: usize = 256;
+/// Longest channel name whose result is cached: the cache keeps a copy of each name,
+/// and this bounds it to 16 × 256 × 256 bytes (1 MB) of names whatever clients publish to.
+pub const CACHE_MAX_CHANNEL_BYTES: usize = 256;
 
 /// One pattern that matched, and who receives through it.
 #[derive(Clone, Debug)]
@@ -207,7 +210,11 @@ impl PatternIndex {
 
     /// Every pattern matching `channel` with its subscribers, in delivery order.
     pub fn matching(&self, channel: &[u8]) -> Matches {
-        let Some(cache) = &self.cache else {
+        let Some(cache) = self
+            .cache
+            .as_ref()
+            .filter(|_| channel.len() <= CACHE_MAX_CHANNEL_BYTES)
+        else {
             return self.state.read().matching(channel);
         };
         let shard = &cache[cache_shard(channel)];

@@ -189,31 +189,37 @@ mod tests {
             .collect()
     }
 
+    /// Runs `test` on an engine with the pattern cache and on one without.
+    fn each_engine(test: impl Fn(Engine)) {
+        test(Engine::with_pattern_cache(true));
+        test(Engine::with_pattern_cache(false));
+    }
+
     fn b(s: &'static str) -> Bytes {
         Bytes::from_static(s.as_bytes())
     }
 
     #[test]
     fn publish_counts_every_receiver_and_orders_message_before_pmessage() {
-        let engine = Engine::new();
-        let (a, c) = (client(1), client(2));
-        assert!(engine.subscribe(Scope::Classic, b("news"), &a));
-        assert!(!engine.subscribe(Scope::Classic, b("news"), &a));
-        assert!(engine.psubscribe(b("n*"), &a));
-        assert!(engine.subscribe(Scope::Classic, b("news"), &c));
-        assert_eq!(engine.publish(Scope::Classic, b("news"), b("hi")), 3);
-        let got = deliveries(&a);
-        assert_eq!(got.len(), 2);
-        assert_eq!(got[0].kind, DeliveryKind::Channel);
-        assert_eq!(got[1].kind, DeliveryKind::Pattern(b("n*")));
-        assert!(Arc::ptr_eq(&got[0].message, &got[1].message));
-        assert_eq!(deliveries(&c).len(), 1);
+        each_engine(|engine| {
+            let (a, c) = (client(1), client(2));
+            assert!(engine.subscribe(Scope::Classic, b("news"), &a));
+            assert!(!engine.subscribe(Scope::Classic, b("news"), &a));
+            assert!(engine.psubscribe(b("n*"), &a));
+            assert!(engine.subscribe(Scope::Classic, b("news"), &c));
+            assert_eq!(engine.publish(Scope::Classic, b("news"), b("hi")), 3);
+            let got = deliveries(&a);
+            assert_eq!(got.len(), 2);
+            assert_eq!(got[0].kind, DeliveryKind::Channel);
+            assert_eq!(got[1].kind, DeliveryKind::Pattern(b("n*")));
+            assert!(Arc::ptr_eq(&got[0].message, &got[1].message));
+            assert_eq!(deliveries(&c).len(), 1);
+        });
     }
 
     #[test]
     fn one_publish_orders_exact_subscribers_then_patterns_by_registration() {
-        for cache in [true, false] {
-            let engine = Engine::with_pattern_cache(cache);
+        each_engine(|engine| {
             let (a, c) = (client(1), client(2));
             engine.psubscribe(b("*s"), &c);
             engine.psubscribe(b("ne*"), &a);
@@ -239,55 +245,59 @@ mod tests {
                     DeliveryKind::Pattern(b("n*"))
                 ]
             );
-        }
+        });
     }
 
     #[test]
     fn names_are_copied_out_of_the_callers_buffer() {
-        let engine = Engine::new();
-        let buffer = Bytes::from(b"SUBSCRIBE news p*".to_vec());
-        engine.subscribe(Scope::Classic, buffer.slice(10..14), &client(1));
-        engine.psubscribe(buffer.slice(15..17), &client(1));
-        // Only the caller's handle is left on the read buffer.
-        assert!(buffer.is_unique());
+        each_engine(|engine| {
+            let buffer = Bytes::from(b"SUBSCRIBE news p*".to_vec());
+            engine.subscribe(Scope::Classic, buffer.slice(10..14), &client(1));
+            engine.psubscribe(buffer.slice(15..17), &client(1));
+            // Only the caller's handle is left on the read buffer.
+            assert!(buffer.is_unique());
+        });
     }
 
     #[test]
     fn scopes_are_separate_namespaces_and_shards_skip_patterns() {
-        let engine = Engine::new();
-        let (a, c) = (client(1), client(2));
-        engine.subscribe(Scope::Shard, b("chan1"), &a);
-        engine.subscribe(Scope::Classic, b("chan1"), &c);
-        engine.psubscribe(b("*"), &c);
-        assert_eq!(engine.publish(Scope::Shard, b("chan1"), b("x")), 1);
-        assert_eq!(engine.publish(Scope::Classic, b("chan1"), b("x")), 2);
-        assert_eq!(engine.subscriber_count(Scope::Shard, b"chan1"), 1);
-        assert_eq!(engine.subscriber_count(Scope::Classic, b"chan1"), 1);
-        assert_eq!(deliveries(&a)[0].kind, DeliveryKind::Shard);
+        each_engine(|engine| {
+            let (a, c) = (client(1), client(2));
+            engine.subscribe(Scope::Shard, b("chan1"), &a);
+            engine.subscribe(Scope::Classic, b("chan1"), &c);
+            engine.psubscribe(b("*"), &c);
+            assert_eq!(engine.publish(Scope::Shard, b("chan1"), b("x")), 1);
+            assert_eq!(engine.publish(Scope::Classic, b("chan1"), b("x")), 2);
+            assert_eq!(engine.subscriber_count(Scope::Shard, b"chan1"), 1);
+            assert_eq!(engine.subscriber_count(Scope::Classic, b"chan1"), 1);
+            assert_eq!(deliveries(&a)[0].kind, DeliveryKind::Shard);
+        });
     }
 
     #[test]
     fn empty_entries_are_removed() {
-        let engine = Engine::new();
-        let a = client(1);
-        engine.subscribe(Scope::Classic, b("x"), &a);
-        engine.psubscribe(b("x*"), &a);
-        assert!(engine.unsubscribe(Scope::Classic, b"x", a.id()));
-        assert!(!engine.unsubscribe(Scope::Classic, b"x", a.id()));
-        assert!(engine.punsubscribe(b"x*", a.id()));
-        assert!(!engine.punsubscribe(b"x*", a.id()));
-        assert_eq!(engine.stats().channels, 0);
-        assert_eq!(engine.pattern_count(), 0);
-        assert_eq!(engine.publish(Scope::Classic, b("x"), b("gone")), 0);
+        each_engine(|engine| {
+            let a = client(1);
+            engine.subscribe(Scope::Classic, b("x"), &a);
+            engine.psubscribe(b("x*"), &a);
+            assert!(engine.unsubscribe(Scope::Classic, b"x", a.id()));
+            assert!(!engine.unsubscribe(Scope::Classic, b"x", a.id()));
+            assert!(engine.punsubscribe(b"x*", a.id()));
+            assert!(!engine.punsubscribe(b"x*", a.id()));
+            assert_eq!(engine.stats().channels, 0);
+            assert_eq!(engine.pattern_count(), 0);
+            assert_eq!(engine.publish(Scope::Classic, b("x"), b("gone")), 0);
+        });
     }
 
     #[test]
     fn numpat_counts_distinct_patterns() {
-        let engine = Engine::new();
-        engine.psubscribe(b("foo*"), &client(1));
-        engine.psubscribe(b("foo*"), &client(2));
-        engine.psubscribe(b("bar*"), &client(2));
-        assert_eq!(engine.pattern_count(), 2);
+        each_engine(|engine| {
+            engine.psubscribe(b("foo*"), &client(1));
+            engine.psubscribe(b("foo*"), &client(2));
+            engine.psubscribe(b("bar*"), &client(2));
+            assert_eq!(engine.pattern_count(), 2);
+        });
     }
 
     #[test]

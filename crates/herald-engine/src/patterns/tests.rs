@@ -104,6 +104,10 @@ fn the_cache_is_bounded_and_emptied_by_changes() {
     );
     index.subscribe(b"x*", &outbox(1));
     assert_eq!(index.footprint().cached_channels, 0);
+    // Long names are matched but never copied into the cache.
+    let long = vec![b'x'; CACHE_MAX_CHANNEL_BYTES + 1];
+    assert_eq!(flat(&index.matching(&long)).len(), 2);
+    assert_eq!(index.footprint().cached_channels, 0);
 }
 
 #[test]
