@@ -121,7 +121,7 @@ note() {
     line="${line//$HPORT/\$HERALD_PORT}"
     line="${line//$RPORT/\$REDIS_PORT}"
     line="${line//$HERALD/target/release/herald}"
-    echo "$line" >>"$COMMANDS"
+    echo "$line" | sed -E -f "$ROOT/scripts/bench-vs-redis.sed" >>"$COMMANDS"
 }
 
 # compare LABEL SCENARIO ARGS...: one `herald bench --compare` run on fresh servers.
@@ -207,7 +207,11 @@ run_mode() {
     else
         SERVER_PIN=(env) GEN_PIN=(env)
     fi
-    echo "# $MODE" >>"$COMMANDS"
+    {
+        echo "# $MODE: a fresh pair of servers for every line below"
+        echo "${SERVER_PIN[*]} target/release/herald server --port \$HERALD_PORT --maxclients 100000 &"
+        echo "${SERVER_PIN[*]} redis-server --port \$REDIS_PORT --save '' --appendonly no --maxclients 100000 &"
+    } | sed -E 's/^env //' >>"$COMMANDS"
     compare fanout-2x20 fanout --publishers 2 --subscribers 20 --messages "$FAN2X20"
     compare fanout-1x200 fanout --publishers 1 --subscribers 200 --messages "$FAN1X200"
     compare fanout-1x1 fanout --publishers 1 --subscribers 1 --messages "$FAN1X1"
