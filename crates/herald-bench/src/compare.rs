@@ -29,13 +29,18 @@ pub async fn run(
 type Metric = (&'static str, fn(&BenchResult) -> f64, bool);
 
 /// The metrics compared.
-const METRICS: [Metric; 6] = [
+const METRICS: [Metric; 7] = [
     ("published/s", |r| r.published_per_sec, true),
     ("deliveries/s", |r| r.deliveries_per_sec, true),
     ("latency p50 µs", |r| r.latency.p50_us, false),
     ("latency p99 µs", |r| r.latency.p99_us, false),
     ("latency p99.9 µs", |r| r.latency.p999_us, false),
     ("latency max µs", |r| r.latency.max_us, false),
+    (
+        "server CPU ns/delivery",
+        |r| r.server_cpu_ns_per_delivery.unwrap_or(0.0),
+        false,
+    ),
 ];
 
 /// Median of a non-empty list (the lower middle for even lengths is averaged in).

@@ -16,6 +16,7 @@
 //! by the server (PUBSUB NUMSUB / NUMPAT, PUBLISH's receiver count) before any timing.
 
 pub mod compare;
+pub mod cpu;
 mod error;
 pub mod progress;
 pub mod report;
@@ -84,6 +85,12 @@ pub struct CommonArgs {
     #[arg(long, default_value_t = 10, value_name = "SECS",
           value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub timeout_secs: u64,
+    /// PID of the --addr server: report its CPU time per delivery (Linux /proc).
+    #[arg(long, value_name = "PID")]
+    pub pid: Option<u32>,
+    /// PID of the --compare server, likewise.
+    #[arg(long, value_name = "PID")]
+    pub compare_pid: Option<u32>,
 }
 
 impl CommonArgs {
@@ -144,6 +151,12 @@ impl ScenarioArgs {
     /// Runs the scenario once against `addr`.
     pub async fn run_once(&self, addr: &str) -> Result<BenchResult, BenchError> {
         let counter = Arc::new(AtomicU64::new(0));
+        let common = self.common();
+        cpu::target(if addr == common.addr {
+            common.pid
+        } else {
+            common.compare_pid
+        });
         let bar = progress::Progress::start(
             format!("{} {addr}", self.name()),
             self.total_publishes(),
@@ -161,7 +174,10 @@ impl ScenarioArgs {
             }
         };
         bar.finish();
-        result
+        result.map(|mut r| {
+            r.set_server_cpu(cpu::measured());
+            r
+        })
     }
 }
 

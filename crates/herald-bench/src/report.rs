@@ -88,6 +88,12 @@ pub struct BenchResult {
     /// Server RSS growth per subscriber connection (`connections --server-pid`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rss_bytes_per_connection: Option<f64>,
+    /// Server CPU seconds (user + system) over the measured window (`--pid`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub server_cpu_s: Option<f64>,
+    /// Server CPU nanoseconds per delivery (per publish when nothing is delivered).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub server_cpu_ns_per_delivery: Option<f64>,
 }
 
 impl BenchResult {
@@ -131,8 +137,26 @@ impl BenchResult {
             latency: Latency::from_histogram(&hist),
             duration_s: secs(publish_end.max(deliver_end)),
             rss_bytes_per_connection: None,
+            server_cpu_s: None,
+            server_cpu_ns_per_delivery: None,
             meta,
         })
+    }
+
+    /// Records the server CPU time of the measured window and derives the cost per
+    /// delivery (per publish for runs that deliver nothing).
+    pub fn set_server_cpu(&mut self, cpu: Option<std::time::Duration>) {
+        let Some(cpu) = cpu else {
+            return;
+        };
+        self.server_cpu_s = Some(cpu.as_secs_f64());
+        let units = if self.deliveries > 0 {
+            self.deliveries
+        } else {
+            self.published
+        };
+        self.server_cpu_ns_per_delivery =
+            (units > 0).then(|| cpu.as_secs_f64() * 1e9 / units as f64);
     }
 
     /// True when nothing was lost, reordered, foreign or miscounted by the server.
@@ -187,6 +211,7 @@ pub fn results_table(results: &[BenchResult]) -> String {
         "reordered",
         "mismatch",
         "secs",
+        "srv CPU ns/deliv",
     ]);
     for r in results {
         let shape = if r.meta.patterns > 0 {
@@ -212,6 +237,10 @@ pub fn results_table(results: &[BenchResult]) -> String {
             right(r.reordered.to_string()),
             right((r.receiver_mismatches + r.foreign).to_string()),
             right(format!("{:.2}", r.duration_s)),
+            right(
+                r.server_cpu_ns_per_delivery
+                    .map_or("-".to_owned(), |ns| format!("{ns:.0}")),
+            ),
         ]);
     }
     let mut out = table.to_string();

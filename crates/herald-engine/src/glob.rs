@@ -93,6 +93,9 @@ pub struct Glob {
     /// Leading `Literal` bytes, kept contiguous so the pattern index can use
     /// them as a trie key without rebuilding them.
     prefix: Box<[u8]>,
+    /// Trailing `Literal` bytes after the last wildcard (empty for a pattern without
+    /// wildcards, whose bytes are all in `prefix`), for indexing `*suffix` patterns.
+    suffix: Box<[u8]>,
     /// Index in `tokens` of star group `REDIS_MAX_STAR_NESTING + 1`, or
     /// `usize::MAX` when the pattern has fewer star groups.
     first_star_past_nesting_limit: usize,
@@ -109,7 +112,21 @@ impl Glob {
                 Token::Literal(byte) => Some(*byte),
                 _ => None,
             })
-            .collect();
+            .collect::<Box<[u8]>>();
+        let suffix = if prefix.len() == tokens.len() {
+            Box::default()
+        } else {
+            let mut suffix: Vec<u8> = tokens
+                .iter()
+                .rev()
+                .map_while(|token| match token {
+                    Token::Literal(byte) => Some(*byte),
+                    _ => None,
+                })
+                .collect();
+            suffix.reverse();
+            suffix.into_boxed_slice()
+        };
         let first_star_past_nesting_limit = tokens
             .iter()
             .enumerate()
@@ -120,6 +137,7 @@ impl Glob {
             pattern: pattern.into(),
             tokens: tokens.into(),
             prefix,
+            suffix,
             first_star_past_nesting_limit,
         }
     }
@@ -181,6 +199,13 @@ impl Glob {
     /// the first wildcard, escapes resolved).
     pub fn literal_prefix(&self) -> &[u8] {
         &self.prefix
+    }
+
+    /// Bytes every matching subject must end with (the literal run after the last
+    /// wildcard, escapes resolved); empty when the pattern has no wildcard, since
+    /// [`Glob::literal_prefix`] then holds it all.
+    pub fn literal_suffix(&self) -> &[u8] {
+        &self.suffix
     }
 
     /// True when the pattern has no wildcard at all (matches exactly one
@@ -449,6 +474,16 @@ mod tests {
         assert!(!Glob::new(b"[a]").is_literal());
     }
 
+    #[test]
+    fn suffix_is_the_literal_run_after_the_last_wildcard() {
+        assert_eq!(Glob::new(b"*:tag:p5").literal_suffix(), b":tag:p5");
+        assert_eq!(Glob::new(b"a*b?c\\\\d").literal_suffix(), b"c\\d");
+        assert_eq!(Glob::new(b"news.*").literal_suffix(), b"");
+        assert_eq!(Glob::new(b"[a]bc").literal_suffix(), b"bc");
+        // No wildcard: the prefix holds every byte and the suffix stays empty.
+        assert_eq!(Glob::new(b"plain").literal_suffix(), b"");
+    }
+
     /// Bytes that exercise every special case, plus a signed-char edge.
     fn pattern_byte() -> impl Strategy<Value = u8> {
         prop::sample::select(b"*?[]^-\\abc\xff".to_vec())
@@ -491,9 +526,11 @@ mod tests {
             let glob = Glob::new(&pattern);
             // Built from the prefix so that matches are common, not rare.
             let subject = [glob.literal_prefix(), &suffix].concat();
-            for s in [&subject, &suffix] {
+            let ending = [&suffix[..], glob.literal_suffix()].concat();
+            for s in [&subject, &suffix, &ending] {
                 if glob.matches(s) {
                     prop_assert!(s.starts_with(glob.literal_prefix()));
+                    prop_assert!(s.ends_with(glob.literal_suffix()));
                 }
                 if glob.is_literal() {
                     prop_assert_eq!(glob.matches(s), &s[..] == glob.literal_prefix());

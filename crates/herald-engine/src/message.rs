@@ -1,8 +1,14 @@
 //! The values a publish produces: one shared [`Message`] per publish, and one cheap
 //! [`Delivery`] (a few reference-count bumps) per receiving subscriber.
+//!
+//! A message also carries one slot per front-end wire format ([`WireFormat`]): the first
+//! writer that sends it encodes the part every subscriber shares (channel and payload,
+//! with their length headers) and every other writer reuses those bytes, so a publish is
+//! encoded once however many subscribers it reaches. This module never encodes anything
+//! itself; the front-ends own their formats.
 
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use bytes::Bytes;
 
@@ -26,14 +32,50 @@ pub enum Scope {
     Shard,
 }
 
+/// The front-end encodings a [`Message`] can cache.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WireFormat {
+    /// RESP (both RESP2 and RESP3 share the bytes after the array header).
+    Resp,
+    /// The web gateway's format (WebSocket / SSE).
+    Web,
+}
+
 /// One published message, shared by every subscriber that receives it.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Debug)]
 pub struct Message {
     /// The channel it was published to.
     pub channel: Bytes,
     /// The payload, byte for byte.
     pub payload: Bytes,
+    encoded: [OnceLock<Bytes>; 2],
 }
+
+impl Message {
+    /// A message on `channel` carrying `payload`.
+    pub fn new(channel: Bytes, payload: Bytes) -> Message {
+        Message {
+            channel,
+            payload,
+            encoded: Default::default(),
+        }
+    }
+
+    /// This message's shared encoding in `format`: `encode` runs for the first caller
+    /// only; every later caller, on any thread, gets the same bytes.
+    pub fn encoded(&self, format: WireFormat, encode: impl FnOnce(&Message) -> Bytes) -> &Bytes {
+        self.encoded[format as usize].get_or_init(|| encode(self))
+    }
+}
+
+/// Equal when channel and payload are; cached encodings do not count.
+impl PartialEq for Message {
+    fn eq(&self, other: &Message) -> bool {
+        self.channel == other.channel && self.payload == other.payload
+    }
+}
+
+impl Eq for Message {}
 
 /// How a subscriber came to receive a message; decides the reply header
 /// (`message`, `pmessage`, `smessage`).
@@ -70,5 +112,31 @@ impl Delivery {
             DeliveryKind::Channel | DeliveryKind::Shard => 0,
         };
         self.message.channel.len() + self.message.payload.len() + pattern + DELIVERY_FRAMING_BYTES
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    #[test]
+    fn each_format_is_encoded_once() {
+        let message = Message::new(Bytes::from_static(b"ch"), Bytes::from_static(b"hi"));
+        let calls = AtomicUsize::new(0);
+        let encode = |m: &Message| {
+            calls.fetch_add(1, Ordering::Relaxed);
+            Bytes::from([&m.channel[..], &m.payload[..]].concat())
+        };
+        let first = message.encoded(WireFormat::Resp, encode).clone();
+        let again = message.encoded(WireFormat::Resp, encode);
+        assert_eq!(first, Bytes::from_static(b"chhi"));
+        assert_eq!(first.as_ptr(), again.as_ptr());
+        message.encoded(WireFormat::Web, |_| Bytes::from_static(b"{}"));
+        assert_eq!(calls.load(Ordering::Relaxed), 1);
+        assert_eq!(
+            message,
+            Message::new(Bytes::from_static(b"ch"), Bytes::from_static(b"hi"))
+        );
     }
 }

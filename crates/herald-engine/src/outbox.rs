@@ -264,19 +264,26 @@ impl Outbox {
             return false;
         }
         state.queued_bytes += bytes;
+        // Only the append that makes the queue non-empty wakes the writer: the writer
+        // waits only after it found the queue empty, and a held entry is announced by
+        // `release_held`. Skipping the rest keeps the `Notify` cache line, shared with
+        // the writer's core, out of every other append.
+        let mut wake = false;
         if may_hold && state.holding {
             state.held.push(entry);
             self.has_held.store(true, Ordering::Relaxed);
         } else {
+            wake = state.queue.is_empty();
             state.queue.push_back(entry);
         }
         self.queued_bytes
             .store(state.queued_bytes, Ordering::Relaxed);
-        let verdict = self.check_limits(&mut state, Instant::now());
+        let verdict = self.check_limits(&mut state, Instant::now);
         drop(state);
         match verdict {
             Some(reason) => self.kill_now(reason),
-            None => self.output_ready.notify_one(),
+            None if wake => self.output_ready.notify_one(),
+            None => {}
         }
         true
     }
@@ -403,7 +410,7 @@ impl Outbox {
         if state.close.is_some() {
             return None;
         }
-        let verdict = self.check_limits(&mut state, now);
+        let verdict = self.check_limits(&mut state, || now);
         drop(state);
         if let Some(reason) = &verdict {
             self.kill_now(reason.clone());
@@ -411,7 +418,13 @@ impl Outbox {
         verdict
     }
 
-    fn check_limits(&self, state: &mut State, now: Instant) -> Option<CloseReason> {
+    /// `now` is called only when the soft limit is exceeded: reading the clock on every
+    /// append would cost more than the append itself.
+    fn check_limits(
+        &self,
+        state: &mut State,
+        now: impl FnOnce() -> Instant,
+    ) -> Option<CloseReason> {
         let class = self.class();
         let limit = self.limits.get(class);
         let queued = state.queued_bytes as u64;
@@ -423,6 +436,7 @@ impl Outbox {
             });
         }
         if limit.soft_bytes > 0 && queued >= limit.soft_bytes {
+            let now = now();
             let since = *state.soft_exceeded_since.get_or_insert(now);
             if now.saturating_duration_since(since) > Duration::from_secs(limit.soft_seconds) {
                 return Some(CloseReason::SoftLimit {
@@ -464,10 +478,10 @@ mod tests {
     fn delivery(payload: &'static [u8]) -> Delivery {
         Delivery {
             kind: DeliveryKind::Channel,
-            message: Arc::new(Message {
-                channel: Bytes::from_static(b"ch"),
-                payload: Bytes::from_static(payload),
-            }),
+            message: Arc::new(Message::new(
+                Bytes::from_static(b"ch"),
+                Bytes::from_static(payload),
+            )),
         }
     }
 
@@ -505,6 +519,26 @@ mod tests {
         assert_eq!(taken.len(), 2);
         assert!(matches!(taken[0], Outgoing::Frame(_)));
         assert_eq!(outbox.queued_bytes(), 0);
+    }
+
+    #[tokio::test]
+    async fn the_writer_is_woken_for_every_batch_it_has_not_seen() {
+        let outbox = Arc::new(outbox_with(ClientClass::Normal, OutputLimit::default()));
+        let wait = |outbox: &Arc<Outbox>| {
+            let outbox = Arc::clone(outbox);
+            tokio::spawn(async move { outbox.output_ready().await })
+        };
+        let bounded = |task| tokio::time::timeout(Duration::from_secs(5), task);
+        outbox.deliver(delivery(b"1"));
+        outbox.deliver(delivery(b"2"));
+        bounded(wait(&outbox)).await.expect("no wake-up").unwrap();
+        assert_eq!(drain(&outbox).len(), 2);
+        // Drained: the writer waits, and the next append must wake it.
+        let waiter = wait(&outbox);
+        tokio::task::yield_now().await;
+        outbox.deliver(delivery(b"3"));
+        bounded(waiter).await.expect("no wake-up").unwrap();
+        assert_eq!(drain(&outbox).len(), 1);
     }
 
     #[test]

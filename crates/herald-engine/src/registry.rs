@@ -1,113 +1,33 @@
-//! The subscription registry: channel → subscribers for both scopes, and the pattern set.
+//! The subscription registry: [`Engine`] ties together both scopes' channel maps
+//! ([`crate::channels`]) and the pattern index ([`crate::patterns`]), and counts.
 //!
 //! The other half of Redis's two-way index (client → its channels) belongs to each
 //! front-end session, which knows what it subscribed to; unsubscribe-all and disconnect
-//! therefore cost only the client's own subscriptions. Entries with no subscriber left
-//! are deleted at once, so PUBSUB CHANNELS and memory reflect live subscriptions only.
+//! therefore cost only the client's own subscriptions.
 //!
-//! Locking: each scope's channel map is split into [`CHANNEL_SHARDS`] shards, each a
-//! `parking_lot::RwLock<HashMap>` whose values are `Arc`'d subscriber sets with a lock of
-//! their own. PUBLISH read-locks one shard only long enough to clone the set's `Arc`, then
-//! read-locks the set while it appends to outboxes (a short, non-blocking push each), so
-//! publishers on different channels never contend and subscribes to other channels proceed.
-//! Patterns live in one `RwLock`'d map, read-locked by PUBLISH for the match. No lock is
-//! ever held across an `.await`: this crate has none on its hot path.
+//! A publish takes copy-on-write snapshots of the receiving sets (each under a read
+//! lock held for an `Arc` clone) and appends to outboxes with no registry lock held; no
+//! lock is ever held across an `.await`: this crate has none on its hot path. Counters
+//! are per-thread slots ([`ShardedCounter`]), so cores publishing at once share no
+//! cache line.
 //!
-//! Patterns are matched by testing every distinct pattern once per publish (Redis's cost
-//! model); subscribers sharing a pattern share that one test.
+//! Delivery order of one publish (deterministic, and what the tests pin down): the
+//! channel's own subscribers first, in their set's order; then every matching pattern in
+//! the order the patterns were registered, each pattern's subscribers in their set's
+//! order. A client subscribed both ways therefore gets `message` before `pmessage`.
 
-use std::collections::hash_map::DefaultHasher;
-use std::collections::HashMap;
-use std::hash::{Hash, Hasher};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use bytes::Bytes;
-use indexmap::IndexMap;
-use parking_lot::RwLock;
 
+use crate::channels::ChannelMap;
+use crate::counter::ShardedCounter;
 use crate::glob::Glob;
 use crate::message::{ClientId, Delivery, DeliveryKind, Message, Scope};
 use crate::outbox::Outbox;
+use crate::patterns::{PatternFootprint, PatternIndex};
 
-/// Shards per channel map: enough to spread two-digit core counts, few enough that
-/// listing every channel stays cheap.
-pub const CHANNEL_SHARDS: usize = 32;
-
-type Subscribers = IndexMap<ClientId, Arc<Outbox>>;
-
-#[derive(Debug, Default)]
-struct ChannelMap {
-    shards: [RwLock<HashMap<Bytes, Arc<RwLock<Subscribers>>>>; CHANNEL_SHARDS],
-}
-
-impl ChannelMap {
-    fn shard(&self, channel: &[u8]) -> &RwLock<HashMap<Bytes, Arc<RwLock<Subscribers>>>> {
-        let mut hasher = DefaultHasher::new();
-        channel.hash(&mut hasher);
-        &self.shards[(hasher.finish() as usize) % CHANNEL_SHARDS]
-    }
-
-    fn subscribe(&self, channel: Bytes, outbox: &Arc<Outbox>) -> bool {
-        let mut shard = self.shard(&channel).write();
-        let set = shard.entry(channel).or_default();
-        let mut set = set.write();
-        match set.entry(outbox.id()) {
-            indexmap::map::Entry::Occupied(_) => false,
-            indexmap::map::Entry::Vacant(slot) => {
-                slot.insert(Arc::clone(outbox));
-                true
-            }
-        }
-    }
-
-    fn unsubscribe(&self, channel: &[u8], client: ClientId) -> bool {
-        let mut shard = self.shard(channel).write();
-        let Some(set) = shard.get(channel) else {
-            return false;
-        };
-        let mut subscribers = set.write();
-        let removed = subscribers.swap_remove(&client).is_some();
-        let now_empty = subscribers.is_empty();
-        drop(subscribers);
-        if now_empty {
-            shard.remove(channel);
-        }
-        removed
-    }
-
-    fn get(&self, channel: &[u8]) -> Option<Arc<RwLock<Subscribers>>> {
-        self.shard(channel).read().get(channel).cloned()
-    }
-
-    fn count(&self, channel: &[u8]) -> usize {
-        self.get(channel).map_or(0, |set| set.read().len())
-    }
-
-    fn names(&self, filter: Option<&Glob>) -> Vec<Bytes> {
-        let mut names = Vec::new();
-        for shard in &self.shards {
-            let shard = shard.read();
-            names.extend(
-                shard
-                    .keys()
-                    .filter(|name| filter.is_none_or(|glob| glob.matches(name)))
-                    .cloned(),
-            );
-        }
-        names
-    }
-
-    fn len(&self) -> usize {
-        self.shards.iter().map(|shard| shard.read().len()).sum()
-    }
-}
-
-#[derive(Debug)]
-struct PatternEntry {
-    glob: Glob,
-    subscribers: Subscribers,
-}
+pub use crate::channels::CHANNEL_SHARDS;
 
 /// Counters of the engine; a consistent-enough snapshot for INFO and metrics.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -129,15 +49,24 @@ pub struct EngineStats {
 pub struct Engine {
     classic: ChannelMap,
     shard: ChannelMap,
-    patterns: RwLock<IndexMap<Bytes, PatternEntry>>,
-    published: AtomicU64,
-    delivered: AtomicU64,
+    patterns: PatternIndex,
+    published: ShardedCounter,
+    delivered: ShardedCounter,
 }
 
 impl Engine {
     /// An engine with no subscriptions.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// An engine whose pattern index caches results per channel (`true`, the default)
+    /// or walks its tries on every publish (`false`). Results are the same either way.
+    pub fn with_pattern_cache(enabled: bool) -> Self {
+        Engine {
+            patterns: PatternIndex::new(enabled),
+            ..Engine::default()
+        }
     }
 
     fn map(&self, scope: Scope) -> &ChannelMap {
@@ -149,7 +78,7 @@ impl Engine {
 
     /// Subscribes `outbox` to `channel`; false when it already was.
     pub fn subscribe(&self, scope: Scope, channel: Bytes, outbox: &Arc<Outbox>) -> bool {
-        self.map(scope).subscribe(channel, outbox)
+        self.map(scope).subscribe(&channel, outbox)
     }
 
     /// Unsubscribes `client` from `channel`; false when it was not subscribed.
@@ -159,73 +88,52 @@ impl Engine {
 
     /// Subscribes `outbox` to `pattern`; false when it already was.
     pub fn psubscribe(&self, pattern: Bytes, outbox: &Arc<Outbox>) -> bool {
-        let mut patterns = self.patterns.write();
-        let entry = patterns
-            .entry(pattern.clone())
-            .or_insert_with(|| PatternEntry {
-                glob: Glob::new(&pattern),
-                subscribers: Subscribers::default(),
-            });
-        match entry.subscribers.entry(outbox.id()) {
-            indexmap::map::Entry::Occupied(_) => false,
-            indexmap::map::Entry::Vacant(slot) => {
-                slot.insert(Arc::clone(outbox));
-                true
-            }
-        }
+        self.patterns.subscribe(&pattern, outbox)
     }
 
     /// Unsubscribes `client` from `pattern`; false when it was not subscribed.
     pub fn punsubscribe(&self, pattern: &[u8], client: ClientId) -> bool {
-        let mut patterns = self.patterns.write();
-        let Some(entry) = patterns.get_mut(pattern) else {
-            return false;
-        };
-        let removed = entry.subscribers.swap_remove(&client).is_some();
-        if entry.subscribers.is_empty() {
-            patterns.swap_remove(pattern);
-        }
-        removed
+        self.patterns.unsubscribe(pattern, client)
     }
 
     /// Delivers `payload` on `channel` and returns the number of deliveries made
-    /// (Redis's PUBLISH reply): exact subscribers first, then each matching pattern's
-    /// subscribers, so a client subscribed both ways gets `message` before `pmessage`.
-    /// Shard channels never consult patterns.
+    /// (Redis's PUBLISH reply), in the order given in the module docs. Shard channels
+    /// never consult patterns.
     pub fn publish(&self, scope: Scope, channel: Bytes, payload: Bytes) -> usize {
-        self.published.fetch_add(1, Ordering::Relaxed);
-        let message = Arc::new(Message { channel, payload });
+        self.published.add(1);
+        let subscribers = self.map(scope).snapshot(&channel);
+        let matches = match scope {
+            Scope::Classic if !self.patterns.is_empty() => Some(self.patterns.matching(&channel)),
+            _ => None,
+        };
+        if subscribers.is_none() && matches.as_ref().is_none_or(|m| m.is_empty()) {
+            return 0;
+        }
+        let message = Arc::new(Message::new(channel, payload));
         let mut receivers = 0;
-        if let Some(set) = self.map(scope).get(&message.channel) {
+        if let Some(subscribers) = subscribers {
             let kind = match scope {
                 Scope::Classic => DeliveryKind::Channel,
                 Scope::Shard => DeliveryKind::Shard,
             };
-            for outbox in set.read().values() {
+            for outbox in subscribers.iter() {
                 outbox.deliver(Delivery {
                     kind: kind.clone(),
                     message: Arc::clone(&message),
                 });
-                receivers += 1;
             }
+            receivers += subscribers.len();
         }
-        if scope == Scope::Classic {
-            let patterns = self.patterns.read();
-            for (pattern, entry) in patterns.iter() {
-                if !entry.glob.matches(&message.channel) {
-                    continue;
-                }
-                for outbox in entry.subscribers.values() {
-                    outbox.deliver(Delivery {
-                        kind: DeliveryKind::Pattern(pattern.clone()),
-                        message: Arc::clone(&message),
-                    });
-                    receivers += 1;
-                }
+        for matched in matches.iter().flat_map(|matches| matches.iter()) {
+            for outbox in matched.subscribers.iter() {
+                outbox.deliver(Delivery {
+                    kind: DeliveryKind::Pattern(matched.pattern.clone()),
+                    message: Arc::clone(&message),
+                });
             }
+            receivers += matched.subscribers.len();
         }
-        self.delivered
-            .fetch_add(receivers as u64, Ordering::Relaxed);
+        self.delivered.add(receivers as u64);
         receivers
     }
 
@@ -241,7 +149,12 @@ impl Engine {
 
     /// Distinct patterns with at least one subscriber (PUBSUB NUMPAT).
     pub fn pattern_count(&self) -> usize {
-        self.patterns.read().len()
+        self.patterns.len()
+    }
+
+    /// Sizes of the pattern index now (it shrinks back when patterns go).
+    pub fn pattern_footprint(&self) -> PatternFootprint {
+        self.patterns.footprint()
     }
 
     /// A snapshot of the counters.
@@ -250,8 +163,8 @@ impl Engine {
             channels: self.classic.len(),
             shard_channels: self.shard.len(),
             patterns: self.pattern_count(),
-            messages_published: self.published.load(Ordering::Relaxed),
-            deliveries: self.delivered.load(Ordering::Relaxed),
+            messages_published: self.published.get(),
+            deliveries: self.delivered.get(),
         }
     }
 }
@@ -276,63 +189,115 @@ mod tests {
             .collect()
     }
 
+    /// Runs `test` on an engine with the pattern cache and on one without.
+    fn each_engine(test: impl Fn(Engine)) {
+        test(Engine::with_pattern_cache(true));
+        test(Engine::with_pattern_cache(false));
+    }
+
     fn b(s: &'static str) -> Bytes {
         Bytes::from_static(s.as_bytes())
     }
 
     #[test]
     fn publish_counts_every_receiver_and_orders_message_before_pmessage() {
-        let engine = Engine::new();
-        let (a, c) = (client(1), client(2));
-        assert!(engine.subscribe(Scope::Classic, b("news"), &a));
-        assert!(!engine.subscribe(Scope::Classic, b("news"), &a));
-        assert!(engine.psubscribe(b("n*"), &a));
-        assert!(engine.subscribe(Scope::Classic, b("news"), &c));
-        assert_eq!(engine.publish(Scope::Classic, b("news"), b("hi")), 3);
-        let got = deliveries(&a);
-        assert_eq!(got.len(), 2);
-        assert_eq!(got[0].kind, DeliveryKind::Channel);
-        assert_eq!(got[1].kind, DeliveryKind::Pattern(b("n*")));
-        assert!(Arc::ptr_eq(&got[0].message, &got[1].message));
-        assert_eq!(deliveries(&c).len(), 1);
+        each_engine(|engine| {
+            let (a, c) = (client(1), client(2));
+            assert!(engine.subscribe(Scope::Classic, b("news"), &a));
+            assert!(!engine.subscribe(Scope::Classic, b("news"), &a));
+            assert!(engine.psubscribe(b("n*"), &a));
+            assert!(engine.subscribe(Scope::Classic, b("news"), &c));
+            assert_eq!(engine.publish(Scope::Classic, b("news"), b("hi")), 3);
+            let got = deliveries(&a);
+            assert_eq!(got.len(), 2);
+            assert_eq!(got[0].kind, DeliveryKind::Channel);
+            assert_eq!(got[1].kind, DeliveryKind::Pattern(b("n*")));
+            assert!(Arc::ptr_eq(&got[0].message, &got[1].message));
+            assert_eq!(deliveries(&c).len(), 1);
+        });
+    }
+
+    #[test]
+    fn one_publish_orders_exact_subscribers_then_patterns_by_registration() {
+        each_engine(|engine| {
+            let (a, c) = (client(1), client(2));
+            engine.psubscribe(b("*s"), &c);
+            engine.psubscribe(b("ne*"), &a);
+            engine.subscribe(Scope::Classic, b("news"), &c);
+            engine.psubscribe(b("n*"), &a);
+            engine.psubscribe(b("ne*"), &c);
+            assert_eq!(engine.publish(Scope::Classic, b("news"), b("hi")), 5);
+            let kinds = |outbox: &Outbox| -> Vec<DeliveryKind> {
+                deliveries(outbox).into_iter().map(|d| d.kind).collect()
+            };
+            assert_eq!(
+                kinds(&c),
+                vec![
+                    DeliveryKind::Channel,
+                    DeliveryKind::Pattern(b("*s")),
+                    DeliveryKind::Pattern(b("ne*")),
+                ]
+            );
+            assert_eq!(
+                kinds(&a),
+                vec![
+                    DeliveryKind::Pattern(b("ne*")),
+                    DeliveryKind::Pattern(b("n*"))
+                ]
+            );
+        });
+    }
+
+    #[test]
+    fn names_are_copied_out_of_the_callers_buffer() {
+        each_engine(|engine| {
+            let buffer = Bytes::from(b"SUBSCRIBE news p*".to_vec());
+            engine.subscribe(Scope::Classic, buffer.slice(10..14), &client(1));
+            engine.psubscribe(buffer.slice(15..17), &client(1));
+            // Only the caller's handle is left on the read buffer.
+            assert!(buffer.is_unique());
+        });
     }
 
     #[test]
     fn scopes_are_separate_namespaces_and_shards_skip_patterns() {
-        let engine = Engine::new();
-        let (a, c) = (client(1), client(2));
-        engine.subscribe(Scope::Shard, b("chan1"), &a);
-        engine.subscribe(Scope::Classic, b("chan1"), &c);
-        engine.psubscribe(b("*"), &c);
-        assert_eq!(engine.publish(Scope::Shard, b("chan1"), b("x")), 1);
-        assert_eq!(engine.publish(Scope::Classic, b("chan1"), b("x")), 2);
-        assert_eq!(engine.subscriber_count(Scope::Shard, b"chan1"), 1);
-        assert_eq!(engine.subscriber_count(Scope::Classic, b"chan1"), 1);
-        assert_eq!(deliveries(&a)[0].kind, DeliveryKind::Shard);
+        each_engine(|engine| {
+            let (a, c) = (client(1), client(2));
+            engine.subscribe(Scope::Shard, b("chan1"), &a);
+            engine.subscribe(Scope::Classic, b("chan1"), &c);
+            engine.psubscribe(b("*"), &c);
+            assert_eq!(engine.publish(Scope::Shard, b("chan1"), b("x")), 1);
+            assert_eq!(engine.publish(Scope::Classic, b("chan1"), b("x")), 2);
+            assert_eq!(engine.subscriber_count(Scope::Shard, b"chan1"), 1);
+            assert_eq!(engine.subscriber_count(Scope::Classic, b"chan1"), 1);
+            assert_eq!(deliveries(&a)[0].kind, DeliveryKind::Shard);
+        });
     }
 
     #[test]
     fn empty_entries_are_removed() {
-        let engine = Engine::new();
-        let a = client(1);
-        engine.subscribe(Scope::Classic, b("x"), &a);
-        engine.psubscribe(b("x*"), &a);
-        assert!(engine.unsubscribe(Scope::Classic, b"x", a.id()));
-        assert!(!engine.unsubscribe(Scope::Classic, b"x", a.id()));
-        assert!(engine.punsubscribe(b"x*", a.id()));
-        assert!(!engine.punsubscribe(b"x*", a.id()));
-        assert_eq!(engine.stats().channels, 0);
-        assert_eq!(engine.pattern_count(), 0);
-        assert_eq!(engine.publish(Scope::Classic, b("x"), b("gone")), 0);
+        each_engine(|engine| {
+            let a = client(1);
+            engine.subscribe(Scope::Classic, b("x"), &a);
+            engine.psubscribe(b("x*"), &a);
+            assert!(engine.unsubscribe(Scope::Classic, b"x", a.id()));
+            assert!(!engine.unsubscribe(Scope::Classic, b"x", a.id()));
+            assert!(engine.punsubscribe(b"x*", a.id()));
+            assert!(!engine.punsubscribe(b"x*", a.id()));
+            assert_eq!(engine.stats().channels, 0);
+            assert_eq!(engine.pattern_count(), 0);
+            assert_eq!(engine.publish(Scope::Classic, b("x"), b("gone")), 0);
+        });
     }
 
     #[test]
     fn numpat_counts_distinct_patterns() {
-        let engine = Engine::new();
-        engine.psubscribe(b("foo*"), &client(1));
-        engine.psubscribe(b("foo*"), &client(2));
-        engine.psubscribe(b("bar*"), &client(2));
-        assert_eq!(engine.pattern_count(), 2);
+        each_engine(|engine| {
+            engine.psubscribe(b("foo*"), &client(1));
+            engine.psubscribe(b("foo*"), &client(2));
+            engine.psubscribe(b("bar*"), &client(2));
+            assert_eq!(engine.pattern_count(), 2);
+        });
     }
 
     #[test]

@@ -96,7 +96,7 @@ async fn read_loop(
     shared: &Shared,
     outbox: &Outbox,
 ) -> ReadEnd {
-    let mut buffer = BytesMut::with_capacity(READ_BUFFER_BYTES);
+    let mut buffer = BytesMut::new();
     let mut parser = RequestParser::default();
     loop {
         outbox.hold();
@@ -180,15 +180,45 @@ async fn read_loop(
         if outbox.queued_bytes() > READ_PAUSE_OUTPUT_BYTES {
             outbox.space_below(READ_PAUSE_OUTPUT_BYTES / 2).await;
         }
+        if let Err(end) = read_more(&mut reader, &mut buffer, &parser, shared, outbox).await {
+            return end;
+        }
+    }
+}
+
+/// Reads what the socket has into `buffer`, waiting for it if need be. A connection
+/// that has to wait with nothing half-read (most subscribers, most of the time) gives
+/// its buffer back first, so an idle connection holds no read buffer at all.
+async fn read_more(
+    reader: &mut tokio::net::tcp::OwnedReadHalf,
+    buffer: &mut BytesMut,
+    parser: &RequestParser,
+    shared: &Shared,
+    outbox: &Outbox,
+) -> Result<(), ReadEnd> {
+    loop {
         let wanted = parser.pending_bulk_hint().min(MAX_RESERVE_BYTES);
-        buffer.reserve(wanted.max(READ_BUFFER_BYTES / 4));
+        let least = if buffer.capacity() == 0 {
+            READ_BUFFER_BYTES
+        } else {
+            READ_BUFFER_BYTES / 4
+        };
+        buffer.reserve(wanted.max(least));
+        match reader.try_read_buf(buffer) {
+            Ok(0) => return Err(ReadEnd::PeerClosed),
+            Ok(n) => {
+                ServerStats::add(&shared.stats.net_input_bytes, n as u64);
+                return Ok(());
+            }
+            Err(err) if err.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(err) => return Err(ReadEnd::ReadError(err)),
+        }
+        if buffer.is_empty() {
+            *buffer = BytesMut::new();
+        }
         tokio::select! {
-            read = reader.read_buf(&mut buffer) => match read {
-                Ok(0) => return ReadEnd::PeerClosed,
-                Ok(n) => ServerStats::add(&shared.stats.net_input_bytes, n as u64),
-                Err(err) => return ReadEnd::ReadError(err),
-            },
-            _ = outbox.killed() => return ReadEnd::Killed,
+            ready = reader.readable() => ready.map_err(ReadEnd::ReadError)?,
+            _ = outbox.killed() => return Err(ReadEnd::Killed),
         }
     }
 }

@@ -1,11 +1,13 @@
 //! The writer task of a connection: drains the outbox into vectored socket writes.
 //!
-//! Deliveries are encoded here, per connection, from the shared [`Message`]: small parts
-//! (headers, short strings) are copied into a scratch buffer, payloads of
+//! A delivery is encoded once per publish, not once per subscriber: the part every
+//! subscriber shares (channel, payload and their length headers) is built by the first
+//! writer that sends the message and cached in the shared [`Message`]; each writer then
+//! copies a pre-built array header (`message`/`pmessage`/`smessage`, `*` or `>`), the
+//! pattern for a `pmessage`, and that shared part into its scratch buffer. Payloads of
 //! [`SHARED_PAYLOAD_MIN_BYTES`] or more are written straight from the shared allocation,
 //! so a large message fanned out to many subscribers is never copied per subscriber.
-//!
-//! [`Message`]: herald_engine::Message
+//! A whole batch goes out in one vectored write.
 
 use std::collections::VecDeque;
 use std::io::IoSlice;
@@ -13,7 +15,7 @@ use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
-use herald_engine::{Delivery, DeliveryKind, Outbox, OutboxBatch, Outgoing};
+use herald_engine::{Delivery, DeliveryKind, Message, Outbox, OutboxBatch, Outgoing, WireFormat};
 use herald_proto::reply::put_bulk;
 use herald_proto::Protocol;
 use tokio::io::AsyncWriteExt;
@@ -66,44 +68,28 @@ impl WriteBatch {
         }
     }
 
-    fn put_bulk_shared(&mut self, bytes: &Bytes) {
-        if bytes.len() < SHARED_PAYLOAD_MIN_BYTES {
-            put_bulk(&mut self.scratch, bytes);
-        } else {
-            let mut digits = itoa::Buffer::new();
-            self.scratch.put_u8(b'$');
-            self.scratch
-                .put_slice(digits.format(bytes.len()).as_bytes());
-            self.scratch.put_slice(b"\r\n");
-            self.seal_scratch();
-            self.chunks.push_back(bytes.clone());
-            self.scratch.put_slice(b"\r\n");
-        }
-    }
-
     fn put_delivery(&mut self, delivery: &Delivery, protocol: Protocol) {
-        let array = match protocol {
-            Protocol::Resp2 => b'*',
-            Protocol::Resp3 => b'>',
+        let resp3 = protocol == Protocol::Resp3;
+        let header: &[u8] = match (&delivery.kind, resp3) {
+            (DeliveryKind::Channel, false) => b"*3\r\n$7\r\nmessage\r\n",
+            (DeliveryKind::Channel, true) => b">3\r\n$7\r\nmessage\r\n",
+            (DeliveryKind::Shard, false) => b"*3\r\n$8\r\nsmessage\r\n",
+            (DeliveryKind::Shard, true) => b">3\r\n$8\r\nsmessage\r\n",
+            (DeliveryKind::Pattern(_), false) => b"*4\r\n$8\r\npmessage\r\n",
+            (DeliveryKind::Pattern(_), true) => b">4\r\n$8\r\npmessage\r\n",
         };
-        let message = &delivery.message;
-        match &delivery.kind {
-            DeliveryKind::Channel => {
-                self.scratch.put_u8(array);
-                self.scratch.put_slice(b"3\r\n$7\r\nmessage\r\n");
-            }
-            DeliveryKind::Shard => {
-                self.scratch.put_u8(array);
-                self.scratch.put_slice(b"3\r\n$8\r\nsmessage\r\n");
-            }
-            DeliveryKind::Pattern(pattern) => {
-                self.scratch.put_u8(array);
-                self.scratch.put_slice(b"4\r\n$8\r\npmessage\r\n");
-                put_bulk(&mut self.scratch, pattern);
-            }
+        self.scratch.put_slice(header);
+        if let DeliveryKind::Pattern(pattern) = &delivery.kind {
+            put_bulk(&mut self.scratch, pattern);
         }
-        put_bulk(&mut self.scratch, &message.channel);
-        self.put_bulk_shared(&message.payload);
+        let message = &delivery.message;
+        self.scratch
+            .put_slice(message.encoded(WireFormat::Resp, encode_shared_part));
+        if message.payload.len() >= SHARED_PAYLOAD_MIN_BYTES {
+            self.seal_scratch();
+            self.chunks.push_back(message.payload.clone());
+            self.scratch.put_slice(b"\r\n");
+        }
     }
 
     fn seal_scratch(&mut self) {
@@ -115,6 +101,28 @@ impl WriteBatch {
     fn len(&self) -> usize {
         self.chunks.iter().map(Bytes::len).sum()
     }
+}
+
+/// The part of a delivery every subscriber shares, in RESP2 and RESP3 alike: the
+/// channel as a bulk string and the payload's bulk header, plus the payload itself and
+/// its CRLF when it is small enough to copy. Computed once per message
+/// ([`Message::encoded`]); each writer adds only its own array header.
+fn encode_shared_part(message: &Message) -> Bytes {
+    let payload = &message.payload;
+    let copied = payload.len() < SHARED_PAYLOAD_MIN_BYTES;
+    let mut part = BytesMut::with_capacity(
+        message.channel.len() + if copied { payload.len() } else { 0 } + 32,
+    );
+    put_bulk(&mut part, &message.channel);
+    if copied {
+        put_bulk(&mut part, payload);
+    } else {
+        let mut digits = itoa::Buffer::new();
+        part.put_u8(b'$');
+        part.put_slice(digits.format(payload.len()).as_bytes());
+        part.put_slice(b"\r\n");
+    }
+    part.freeze()
 }
 
 async fn write_chunks(
@@ -198,7 +206,6 @@ pub async fn run(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use herald_engine::Message;
 
     fn encode(delivery: &Delivery, protocol: Protocol) -> Vec<u8> {
         let mut batch = WriteBatch::default();
@@ -212,10 +219,7 @@ mod tests {
     }
 
     fn message(payload: Bytes) -> Arc<Message> {
-        Arc::new(Message {
-            channel: Bytes::from_static(b"ch"),
-            payload,
-        })
+        Arc::new(Message::new(Bytes::from_static(b"ch"), payload))
     }
 
     #[test]
@@ -248,6 +252,30 @@ mod tests {
         assert_eq!(
             encode(&shard, Protocol::Resp3),
             b">3\r\n$8\r\nsmessage\r\n$2\r\nch\r\n$2\r\nhi\r\n"
+        );
+    }
+
+    #[test]
+    fn the_shared_part_is_encoded_once_for_every_subscriber() {
+        let msg = message(Bytes::from_static(b"payload"));
+        let pattern = Delivery {
+            kind: DeliveryKind::Pattern(Bytes::from_static(b"c*")),
+            message: Arc::clone(&msg),
+        };
+        assert_eq!(
+            encode(&pattern, Protocol::Resp3),
+            b">4\r\n$8\r\npmessage\r\n$2\r\nc*\r\n$2\r\nch\r\n$7\r\npayload\r\n"
+        );
+        // Already cached: a second encoder must not run.
+        let cached = msg.encoded(WireFormat::Resp, |_| unreachable!("encoded twice"));
+        assert_eq!(&cached[..], b"$2\r\nch\r\n$7\r\npayload\r\n");
+        let channel = Delivery {
+            kind: DeliveryKind::Channel,
+            message: msg,
+        };
+        assert_eq!(
+            encode(&channel, Protocol::Resp2),
+            b"*3\r\n$7\r\nmessage\r\n$2\r\nch\r\n$7\r\npayload\r\n"
         );
     }
 

@@ -77,6 +77,7 @@ pub async fn run(
     let interval_ns = 1e9 * f64::from(args.publishers) / args.rate;
     // Subscribers may legitimately wait a whole interval between messages.
     let idle = timeout + Duration::from_nanos(interval_ns as u64);
+    crate::cpu::begin();
     let start = now_ns() + 20_000_000;
     let sub_tasks: Vec<_> = subs
         .into_iter()
@@ -99,6 +100,7 @@ pub async fn run(
         pub_tasks.push(tokio::task::spawn_blocking(move || job.run()));
     }
     let (pub_done, sub_done) = super::join_run(pub_tasks, sub_tasks).await?;
+    crate::cpu::end();
     let sub_stats: Vec<_> = sub_done.into_iter().map(|(s, _)| s).collect();
     let meta = RunMeta {
         scenario: "latency",

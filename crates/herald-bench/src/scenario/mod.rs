@@ -390,6 +390,7 @@ pub async fn drive(
     progress: Arc<AtomicU64>,
 ) -> Result<Driven, BenchError> {
     let publishers = pubs.len();
+    crate::cpu::begin();
     let start = now_ns();
     let sub_tasks: Vec<_> = subs
         .into_iter()
@@ -413,6 +414,7 @@ pub async fn drive(
         })
         .collect();
     let (pub_done, sub_done) = join_run(pub_tasks, sub_tasks).await?;
+    crate::cpu::end();
     let (subscribers, connections) = sub_done.into_iter().unzip();
     Ok(Driven {
         start,

@@ -270,7 +270,10 @@ fn subscribe(session: &mut Session, out: &mut Output<'_>, names: &[Bytes], kind:
             Kind::Pattern => engine.psubscribe(name.clone(), &outbox),
         };
         if added {
-            kind.subscribed(session).insert(name.clone());
+            // Owned: a slice would pin the whole network read buffer it arrived in for
+            // as long as the subscription lasts (most of an idle subscriber's memory).
+            kind.subscribed(session)
+                .insert(Bytes::copy_from_slice(name));
         }
         confirm(out, kind.names().0, Some(name), kind.count(session));
     }
