@@ -114,11 +114,9 @@ async fn publish(
     let grants = authenticate(&hub, &headers, &query_pairs(query.as_deref()))?;
     grants.check_publish(&channel)?;
     let payload = body.map_err(body_error)?;
-    let receivers = hub.engine.publish(
-        Scope::Classic,
-        Bytes::from(channel.into_bytes()),
-        payload,
-    );
+    let receivers = hub
+        .engine
+        .publish(Scope::Classic, Bytes::from(channel.into_bytes()), payload);
     GatewayStats::add(&hub.stats.published, 1);
     Ok(Json(json!({ "receivers": receivers })))
 }

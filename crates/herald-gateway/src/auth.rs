@@ -136,7 +136,10 @@ impl Verifier {
         if secret.is_empty() {
             return Err(KeyError::EmptySecret);
         }
-        Ok(Self::with(DecodingKey::from_secret(secret), Algorithm::HS256))
+        Ok(Self::with(
+            DecodingKey::from_secret(secret),
+            Algorithm::HS256,
+        ))
     }
 
     /// RSA or EC public key from a PEM file. The algorithm defaults to RS256 for RSA keys
@@ -239,7 +242,10 @@ impl Grants {
             )));
         }
         let compile = |globs: &[String]| -> Vec<Glob> {
-            globs.iter().map(|glob| Glob::new(glob.as_bytes())).collect()
+            globs
+                .iter()
+                .map(|glob| Glob::new(glob.as_bytes()))
+                .collect()
         };
         Ok(Grants {
             subscribe: compile(&claims.subscribe),
@@ -305,7 +311,11 @@ impl Grants {
 
     /// `Ok` or the matching [`AuthError::Forbidden`].
     pub fn check_subscribe(&self, channel: &str) -> Result<(), AuthError> {
-        self.check(self.may_subscribe(channel.as_bytes()), "subscribe to", channel)
+        self.check(
+            self.may_subscribe(channel.as_bytes()),
+            "subscribe to",
+            channel,
+        )
     }
 
     /// `Ok` or the matching [`AuthError::Forbidden`].
@@ -453,7 +463,10 @@ mod tests {
             verifier.verify(&sign(&expired, b"secret")).unwrap_err(),
             AuthError::Expired
         );
-        assert_eq!(verifier.verify("nonsense").unwrap_err().code(), "token_invalid");
+        assert_eq!(
+            verifier.verify("nonsense").unwrap_err().code(),
+            "token_invalid"
+        );
         assert!(Verifier::hs256(b"").is_err());
     }
 

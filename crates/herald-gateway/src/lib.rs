@@ -115,8 +115,7 @@ impl Gateway {
         engine: Arc<Engine>,
         resp: Option<Arc<dyn RespStats>>,
     ) -> Result<Gateway, StartError> {
-        if config.verifier.is_none() && !config.allow_anonymous && !config.addr.ip().is_loopback()
-        {
+        if config.verifier.is_none() && !config.allow_anonymous && !config.addr.ip().is_loopback() {
             return Err(StartError::AnonymousOnNetwork(config.addr));
         }
         let limits = config.limits;

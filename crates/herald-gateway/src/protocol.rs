@@ -274,8 +274,9 @@ mod tests {
             serde_json::from_str(r#"{"type":"subscribe","channels":["a"],"id":1}"#)
                 .expect("subscribe");
         assert!(matches!(frame, ClientFrame::Subscribe { .. }));
-        assert!(serde_json::from_str::<ClientFrame>(r#"{"type":"subscribe","chanels":[]}"#)
-            .is_err());
+        assert!(
+            serde_json::from_str::<ClientFrame>(r#"{"type":"subscribe","chanels":[]}"#).is_err()
+        );
         assert!(serde_json::from_str::<ClientFrame>(r#"{"type":"dance"}"#).is_err());
     }
 }

@@ -126,7 +126,11 @@ impl Reader {
                 "patterns": self.session.patterns(),
                 "count": self.session.subscription_count(),
             });
-            return Some(Event::default().event(SUBSCRIBED_EVENT).data(data.to_string()));
+            return Some(
+                Event::default()
+                    .event(SUBSCRIBED_EVENT)
+                    .data(data.to_string()),
+            );
         }
         loop {
             if let Some(delivery) = self.pending.pop_front() {

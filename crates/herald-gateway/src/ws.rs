@@ -241,7 +241,9 @@ fn handle(session: &mut Session, grants: &Grants, text: &str) -> String {
             encoding,
             id,
         } => match publish(session, grants, channel, &data, encoding.as_deref()) {
-            Ok(receivers) => reply_json("published", id.as_ref(), json!({ "receivers": receivers })),
+            Ok(receivers) => {
+                reply_json("published", id.as_ref(), json!({ "receivers": receivers }))
+            }
             Err(err) => error_json(err.code, &err.message, id.as_ref()),
         },
         ClientFrame::Ping { id } => reply_json("pong", id.as_ref(), json!({})),
