@@ -170,17 +170,25 @@ pub enum ClientFrame {
     },
 }
 
-/// A JSON frame the server sends in reply to a request (not a message).
+/// A JSON frame the server sends in reply to a request (not a message): `type` first,
+/// then `id` when the request had one, then `fields` (an object) in key order.
 pub fn reply_json(kind: &str, id: Option<&Value>, fields: Value) -> String {
-    let mut object = match fields {
-        Value::Object(map) => map,
-        _ => serde_json::Map::new(),
-    };
-    object.insert("type".to_owned(), Value::String(kind.to_owned()));
+    let mut out = String::from("{\"type\":");
+    out.push_str(&Value::String(kind.to_owned()).to_string());
     if let Some(id) = id {
-        object.insert("id".to_owned(), id.clone());
+        out.push_str(",\"id\":");
+        out.push_str(&id.to_string());
     }
-    Value::Object(object).to_string()
+    if let Value::Object(map) = fields {
+        for (key, value) in map {
+            out.push(',');
+            out.push_str(&Value::String(key).to_string());
+            out.push(':');
+            out.push_str(&value.to_string());
+        }
+    }
+    out.push('}');
+    out
 }
 
 /// An `error` frame with a stable `code`.
@@ -266,6 +274,19 @@ mod tests {
         assert!(payload_of(&Value::String("%%".into()), Some("base64")).is_err());
         assert!(payload_of(&Value::Bool(true), Some("base64")).is_err());
         assert!(payload_of(&Value::Bool(true), Some("rot13")).is_err());
+    }
+
+    #[test]
+    fn replies_start_with_their_type() {
+        let reply = reply_json("pong", Some(&Value::from(3)), serde_json::json!({}));
+        assert_eq!(reply, r#"{"type":"pong","id":3}"#);
+        let error = error_json("forbidden", "no \"x\"", None);
+        assert_eq!(
+            error,
+            r#"{"type":"error","code":"forbidden","message":"no \"x\""}"#
+        );
+        let parsed: Value = serde_json::from_str(&error).expect("valid JSON");
+        assert_eq!(parsed["message"], "no \"x\"");
     }
 
     #[test]

@@ -319,8 +319,15 @@ async fn metrics_cover_every_transport_and_pass_promtool() {
 /// `promtool check metrics` when installed (scripts/test installs it and sets
 /// HERALD_REQUIRE_PROMTOOL); otherwise a structural check of the text format.
 fn check_exposition(text: &str) {
-    let promtool = std::path::Path::new("/usr/bin/promtool");
-    if promtool.exists() || std::env::var_os("HERALD_REQUIRE_PROMTOOL").is_some() {
+    let installed = Command::new("promtool")
+        .arg("--version")
+        .output()
+        .is_ok_and(|output| output.status.success());
+    assert!(
+        installed || std::env::var_os("HERALD_REQUIRE_PROMTOOL").is_none(),
+        "HERALD_REQUIRE_PROMTOOL is set but promtool does not run"
+    );
+    if installed {
         use std::io::Write;
         let mut child = Command::new("promtool")
             .args(["check", "metrics"])
