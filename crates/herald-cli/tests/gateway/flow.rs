@@ -45,6 +45,31 @@ async fn resp_publish_reaches_websocket_and_sse() {
 }
 
 #[tokio::test]
+async fn sse_survives_line_breaks_in_channels_and_json_payloads() {
+    let herald = start(&[]);
+    let mut events = sse(&herald.http, "?pattern=odd*").await.unwrap();
+    let mut ws = ws_open(&herald.http, None).await;
+    request(&mut ws, json!({"type": "subscribe", "patterns": ["odd*"]})).await;
+    assert_eq!(
+        resp_publish(&herald.resp, "odd\nchannel", b"{\"a\":\r\n1}").await,
+        2
+    );
+    let (event, data) = events.event().await;
+    assert_eq!(
+        event, "message",
+        "a channel with a line break keeps the default event"
+    );
+    assert_eq!(data["channel"], "odd\nchannel");
+    assert_eq!(data["data"], json!({"a": 1}));
+    let frame = recv(&mut ws).await;
+    assert_eq!(frame["data"], json!({"a": 1}));
+    // The server is still serving both.
+    resp_publish(&herald.resp, "odd", b"2").await;
+    assert_eq!(events.event().await.1["data"], 2);
+    assert_eq!(recv(&mut ws).await["data"], 2);
+}
+
+#[tokio::test]
 async fn websocket_publish_reaches_resp_subscribers_byte_for_byte() {
     let herald = start(&[]);
     let client = redis::Client::open(format!("redis://{}/", herald.resp)).unwrap();

@@ -316,7 +316,10 @@ impl Sse {
                 .expect("SSE stream ended")
                 .unwrap();
             if let Ok(data) = frame.into_data() {
-                self.buffer.push_str(std::str::from_utf8(&data).unwrap());
+                // SSE ends lines with CR LF, LF or CR alike.
+                let text = std::str::from_utf8(&data).unwrap();
+                self.buffer
+                    .push_str(&text.replace("\r\n", "\n").replace('\r', "\n"));
             }
         }
     }
@@ -326,16 +329,16 @@ impl Sse {
         loop {
             let block = self.block().await;
             let mut event = String::from("message");
-            let mut data = String::new();
+            let mut data: Vec<&str> = Vec::new();
             for line in block.lines() {
                 if let Some(name) = line.strip_prefix("event: ") {
                     event = name.to_owned();
                 } else if let Some(text) = line.strip_prefix("data: ") {
-                    data.push_str(text);
+                    data.push(text);
                 }
             }
             if !data.is_empty() {
-                return (event, serde_json::from_str(&data).unwrap());
+                return (event, serde_json::from_str(&data.join("\n")).unwrap());
             }
         }
     }
