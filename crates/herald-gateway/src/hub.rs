@@ -116,6 +116,8 @@ pub struct Hub {
     pub resp: Option<Arc<dyn RespStats>>,
     /// Cancelled at shutdown.
     pub shutdown: CancellationToken,
+    /// Message frames encoded once per message for all receivers.
+    pub frames: crate::protocol::FrameCache,
     sessions: Mutex<HashMap<ClientId, Arc<Outbox>>>,
     next_id: AtomicU64,
 }
@@ -141,6 +143,7 @@ impl Hub {
             stats: GatewayStats::default(),
             resp,
             shutdown: CancellationToken::new(),
+            frames: crate::protocol::FrameCache::default(),
             sessions: Mutex::new(HashMap::new()),
             next_id: AtomicU64::new(GATEWAY_CLIENT_ID_BASE),
         }

@@ -11,9 +11,13 @@
 //!
 //! This module only builds and parses frames; sessions decide what to do with them.
 
+use std::sync::{Arc, Weak};
+
+use axum::extract::ws::Utf8Bytes;
 use base64::Engine as _;
 use bytes::Bytes;
-use herald_engine::{Delivery, DeliveryKind};
+use herald_engine::{Delivery, DeliveryKind, Message};
+use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use serde_json::Value;
@@ -100,6 +104,55 @@ pub fn message_json(delivery: &Delivery) -> String {
         data,
     };
     serde_json::to_string(&frame).unwrap_or_else(|_| String::from("{}"))
+}
+
+/// Slots of [`FrameCache`]: a few messages in flight at once keep their frames.
+const FRAME_CACHE_SLOTS: usize = 16;
+
+#[derive(Debug)]
+struct CachedFrame {
+    message: Weak<Message>,
+    pattern: Option<Bytes>,
+    frame: Utf8Bytes,
+}
+
+/// Encodes each published message's `message` frame once for all its gateway receivers
+/// (the engine shares one [`Message`] between them): a fan-out to N browsers costs one
+/// classification and serialization, not N.
+///
+/// Locking: one `parking_lot::Mutex` per slot, held only to compare or swap an entry,
+/// never while encoding. A slot remembers its message weakly, so a cached frame never
+/// outlives (or is mistaken for a frame of) a freed message.
+#[derive(Debug, Default)]
+pub struct FrameCache {
+    slots: [Mutex<Option<CachedFrame>>; FRAME_CACHE_SLOTS],
+}
+
+impl FrameCache {
+    /// The frame of `delivery`, from the cache or freshly encoded.
+    pub fn frame(&self, delivery: &Delivery) -> Utf8Bytes {
+        let pattern = match &delivery.kind {
+            DeliveryKind::Pattern(pattern) => Some(pattern),
+            DeliveryKind::Channel | DeliveryKind::Shard => None,
+        };
+        let slot = &self.slots[(Arc::as_ptr(&delivery.message) as usize >> 4) % FRAME_CACHE_SLOTS];
+        if let Some(cached) = &*slot.lock() {
+            let same_message = cached
+                .message
+                .upgrade()
+                .is_some_and(|alive| Arc::ptr_eq(&alive, &delivery.message));
+            if same_message && cached.pattern.as_ref() == pattern {
+                return cached.frame.clone();
+            }
+        }
+        let frame = Utf8Bytes::from(message_json(delivery));
+        *slot.lock() = Some(CachedFrame {
+            message: Arc::downgrade(&delivery.message),
+            pattern: pattern.cloned(),
+            frame: frame.clone(),
+        });
+        frame
+    }
 }
 
 /// The bytes to publish for a client's `data` (and optional `encoding`).
@@ -203,8 +256,6 @@ pub fn error_json(code: &str, message: &str, id: Option<&Value>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use herald_engine::Message;
-    use std::sync::Arc;
 
     fn delivery(payload: &[u8], kind: DeliveryKind) -> Delivery {
         Delivery {
@@ -274,6 +325,29 @@ mod tests {
         assert!(payload_of(&Value::String("%%".into()), Some("base64")).is_err());
         assert!(payload_of(&Value::Bool(true), Some("base64")).is_err());
         assert!(payload_of(&Value::Bool(true), Some("rot13")).is_err());
+    }
+
+    #[test]
+    fn the_frame_cache_encodes_once_per_message_and_kind() {
+        let cache = FrameCache::default();
+        let channel = delivery(b"{\"a\":1}", DeliveryKind::Channel);
+        let first = cache.frame(&channel);
+        let again = cache.frame(&channel.clone());
+        assert_eq!(
+            first.as_str().as_ptr(),
+            again.as_str().as_ptr(),
+            "shared, not re-encoded"
+        );
+        let by_pattern = Delivery {
+            kind: DeliveryKind::Pattern(Bytes::from_static(b"orders:*")),
+            message: Arc::clone(&channel.message),
+        };
+        let pattern_frame = cache.frame(&by_pattern);
+        assert!(pattern_frame.as_str().contains("\"pattern\":\"orders:*\""));
+        assert_eq!(cache.frame(&channel).as_str(), message_json(&channel));
+        // Another message with the same content is encoded on its own.
+        let other = delivery(b"2", DeliveryKind::Channel);
+        assert_eq!(cache.frame(&other).as_str(), message_json(&other));
     }
 
     #[test]

@@ -22,7 +22,6 @@ use serde_json::json;
 use crate::api::{authenticate, query_pairs};
 use crate::error::RequestError;
 use crate::hub::{GatewayStats, Hub, Session, Transport};
-use crate::protocol::message_json;
 
 /// Event name of the first event, listing the subscriptions.
 pub const SUBSCRIBED_EVENT: &str = "herald.subscribed";
@@ -168,7 +167,7 @@ impl Reader {
     }
 
     fn message_event(&self, delivery: &Delivery) -> Event {
-        let data = message_json(delivery);
+        let data = self.session.hub().frames.frame(delivery);
         let stats = self.session.stats();
         GatewayStats::add(&stats.delivered, 1);
         let channel = String::from_utf8_lossy(&delivery.message.channel);
@@ -180,6 +179,6 @@ impl Reader {
             Event::default().event(channel.as_ref())
         };
         GatewayStats::add(&stats.bytes_out, (data.len() + channel.len() + 16) as u64);
-        event.data(data)
+        event.data(data.as_str())
     }
 }

@@ -25,7 +25,7 @@ use crate::api::{authenticate, query_pairs};
 use crate::auth::{now_secs, Grants};
 use crate::error::RequestError;
 use crate::hub::{GatewayStats, Hub, Session, Transport};
-use crate::protocol::{error_json, message_json, payload_of, reply_json, ClientFrame};
+use crate::protocol::{error_json, payload_of, reply_json, ClientFrame};
 
 /// Close code: the client fell behind its output budget (slow consumer).
 pub const CLOSE_SLOW_CONSUMER: u16 = 4008;
@@ -328,7 +328,7 @@ async fn write_loop(
                 },
                 Outgoing::Delivery(delivery) => {
                     delivered += 1;
-                    Utf8Bytes::from(message_json(&delivery))
+                    hub.frames.frame(&delivery)
                 }
             };
             bytes += text.len() as u64;
