@@ -175,8 +175,7 @@ impl Hub {
             hub: Arc::clone(self),
             transport,
             outbox,
-            channels: HashSet::new(),
-            patterns: HashSet::new(),
+            subscriptions: Arc::default(),
         })
     }
 
@@ -203,14 +202,43 @@ impl Hub {
     }
 }
 
+/// A session's half of the two-way index. Behind a mutex shared with the session's
+/// watchdog (see [`Session::release_when_killed`]), locked only for set operations and
+/// the engine calls that go with them, never across an `.await`.
+#[derive(Debug, Default)]
+struct Subscriptions {
+    channels: HashSet<String>,
+    patterns: HashSet<String>,
+}
+
+impl Subscriptions {
+    fn count(&self) -> usize {
+        self.channels.len() + self.patterns.len()
+    }
+}
+
 /// One WebSocket or SSE subscriber; see the module docs.
 #[derive(Debug)]
 pub struct Session {
     hub: Arc<Hub>,
     transport: Transport,
     outbox: Arc<Outbox>,
-    channels: HashSet<String>,
-    patterns: HashSet<String>,
+    subscriptions: Arc<Mutex<Subscriptions>>,
+}
+
+/// Drops every subscription of `outbox` from the engine and the gauges.
+fn release(hub: &Hub, transport: Transport, outbox: &Outbox, subscriptions: &Mutex<Subscriptions>) {
+    let mut held = subscriptions.lock();
+    let stats = hub.stats.of(transport);
+    for channel in std::mem::take(&mut held.channels) {
+        hub.engine
+            .unsubscribe(Scope::Classic, channel.as_bytes(), outbox.id());
+        stats.channel_subscriptions.fetch_sub(1, Ordering::Relaxed);
+    }
+    for pattern in std::mem::take(&mut held.patterns) {
+        hub.engine.punsubscribe(pattern.as_bytes(), outbox.id());
+        stats.pattern_subscriptions.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 impl Session {
@@ -231,20 +259,36 @@ impl Session {
 
     /// Subscriptions held (channels plus patterns).
     pub fn subscription_count(&self) -> usize {
-        self.channels.len() + self.patterns.len()
+        self.subscriptions.lock().count()
+    }
+
+    /// Once the outbox is killed (slow consumer, shutdown), unsubscribes at once instead
+    /// of when the session ends: an SSE response whose client stopped reading ends only
+    /// when hyper can write again, which may be never. The connection keeps its slot
+    /// until then, so `max_connections` still bounds what stalled clients hold.
+    pub fn release_when_killed(&self) {
+        let hub = Arc::clone(&self.hub);
+        let outbox = Arc::clone(&self.outbox);
+        let subscriptions = Arc::clone(&self.subscriptions);
+        let transport = self.transport;
+        tokio::spawn(async move {
+            outbox.killed().await;
+            release(&hub, transport, &outbox, &subscriptions);
+        });
     }
 
     /// Fails with `too_many_subscriptions` unless adding these would stay within the limit.
     pub fn check_room(&self, channels: &[String], patterns: &[String]) -> Result<(), RequestError> {
+        let held = self.subscriptions.lock();
         let new_channels: HashSet<&String> = channels
             .iter()
-            .filter(|name| !self.channels.contains(*name))
+            .filter(|name| !held.channels.contains(*name))
             .collect();
         let new_patterns: HashSet<&String> = patterns
             .iter()
-            .filter(|name| !self.patterns.contains(*name))
+            .filter(|name| !held.patterns.contains(*name))
             .collect();
-        let total = self.subscription_count() + new_channels.len() + new_patterns.len();
+        let total = held.count() + new_channels.len() + new_patterns.len();
         let max = self.hub.config.limits.max_subscriptions;
         if total > max {
             return Err(RequestError::bad_request(
@@ -255,9 +299,10 @@ impl Session {
         Ok(())
     }
 
-    /// Subscribes to `channel`; false when already subscribed.
+    /// Subscribes to `channel`; false when already subscribed (or the session is closed).
     pub fn subscribe(&mut self, channel: &str) -> bool {
-        if !self.channels.insert(channel.to_owned()) {
+        let mut held = self.subscriptions.lock();
+        if self.outbox.is_killed() || !held.channels.insert(channel.to_owned()) {
             return false;
         }
         self.hub.engine.subscribe(
@@ -268,13 +313,14 @@ impl Session {
         self.stats()
             .channel_subscriptions
             .fetch_add(1, Ordering::Relaxed);
-        self.update_class();
+        self.update_class(held.count());
         true
     }
 
-    /// Subscribes to `pattern`; false when already subscribed.
+    /// Subscribes to `pattern`; false when already subscribed (or the session is closed).
     pub fn psubscribe(&mut self, pattern: &str) -> bool {
-        if !self.patterns.insert(pattern.to_owned()) {
+        let mut held = self.subscriptions.lock();
+        if self.outbox.is_killed() || !held.patterns.insert(pattern.to_owned()) {
             return false;
         }
         self.hub
@@ -283,13 +329,14 @@ impl Session {
         self.stats()
             .pattern_subscriptions
             .fetch_add(1, Ordering::Relaxed);
-        self.update_class();
+        self.update_class(held.count());
         true
     }
 
     /// Unsubscribes from `channel`; false when not subscribed.
     pub fn unsubscribe(&mut self, channel: &str) -> bool {
-        if !self.channels.remove(channel) {
+        let mut held = self.subscriptions.lock();
+        if !held.channels.remove(channel) {
             return false;
         }
         self.hub
@@ -298,13 +345,14 @@ impl Session {
         self.stats()
             .channel_subscriptions
             .fetch_sub(1, Ordering::Relaxed);
-        self.update_class();
+        self.update_class(held.count());
         true
     }
 
     /// Unsubscribes from `pattern`; false when not subscribed.
     pub fn punsubscribe(&mut self, pattern: &str) -> bool {
-        if !self.patterns.remove(pattern) {
+        let mut held = self.subscriptions.lock();
+        if !held.patterns.remove(pattern) {
             return false;
         }
         self.hub
@@ -313,27 +361,27 @@ impl Session {
         self.stats()
             .pattern_subscriptions
             .fetch_sub(1, Ordering::Relaxed);
-        self.update_class();
+        self.update_class(held.count());
         true
     }
 
     /// Channels held, sorted.
     pub fn channels(&self) -> Vec<String> {
-        let mut names: Vec<String> = self.channels.iter().cloned().collect();
+        let mut names: Vec<String> = self.subscriptions.lock().channels.iter().cloned().collect();
         names.sort();
         names
     }
 
     /// Patterns held, sorted.
     pub fn patterns(&self) -> Vec<String> {
-        let mut names: Vec<String> = self.patterns.iter().cloned().collect();
+        let mut names: Vec<String> = self.subscriptions.lock().patterns.iter().cloned().collect();
         names.sort();
         names
     }
 
-    fn update_class(&self) {
+    fn update_class(&self, subscriptions: usize) {
         // Subscribed sessions get the pubsub output limit, as RESP clients do.
-        let class = if self.subscription_count() > 0 {
+        let class = if subscriptions > 0 {
             ClientClass::Pubsub
         } else {
             ClientClass::Normal
@@ -361,22 +409,7 @@ impl Session {
 
 impl Drop for Session {
     fn drop(&mut self) {
-        for channel in std::mem::take(&mut self.channels) {
-            self.hub
-                .engine
-                .unsubscribe(Scope::Classic, channel.as_bytes(), self.outbox.id());
-            self.stats()
-                .channel_subscriptions
-                .fetch_sub(1, Ordering::Relaxed);
-        }
-        for pattern in std::mem::take(&mut self.patterns) {
-            self.hub
-                .engine
-                .punsubscribe(pattern.as_bytes(), self.outbox.id());
-            self.stats()
-                .pattern_subscriptions
-                .fetch_sub(1, Ordering::Relaxed);
-        }
+        release(&self.hub, self.transport, &self.outbox, &self.subscriptions);
         self.outbox.kill(herald_engine::CloseReason::Killed);
         self.hub.sessions.lock().remove(&self.outbox.id());
         self.stats().connections.fetch_sub(1, Ordering::Relaxed);

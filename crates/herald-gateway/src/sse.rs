@@ -87,6 +87,7 @@ fn open(hub: &Arc<Hub>, query: Option<&str>, headers: &HeaderMap) -> Result<Sess
     for pattern in &patterns {
         session.psubscribe(pattern);
     }
+    session.release_when_killed();
     Ok(session)
 }
 

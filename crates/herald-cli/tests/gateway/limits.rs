@@ -147,6 +147,36 @@ async fn a_websocket_client_that_stops_reading_is_closed_as_a_slow_consumer() {
 }
 
 #[tokio::test]
+async fn an_sse_client_that_stops_reading_is_cut_off_too() {
+    let herald = start(&["--client-output-buffer-limit", "pubsub 256kb 0 0"]);
+    // Opened and then never read again.
+    let _stalled = sse(&herald.http, "?channel=firehose").await.unwrap();
+    let payload = vec![b'y'; 64 * 1024];
+    let mut conn = redis(&herald.resp).await;
+    let mut published = 0;
+    loop {
+        let text = metrics(&herald.http).await;
+        let series = "herald_pubsub_slow_consumer_disconnects_total{transport=\"sse\"}";
+        if sample(&text, series) == Some(1.0) {
+            break;
+        }
+        for _ in 0..16 {
+            let _: i64 = redis::cmd("PUBLISH")
+                .arg("firehose")
+                .arg(&payload[..])
+                .query_async(&mut conn)
+                .await
+                .unwrap();
+        }
+        published += 16;
+        assert!(
+            published < 8192,
+            "never cut off after {published} messages of 64 KB"
+        );
+    }
+}
+
+#[tokio::test]
 async fn sse_sends_keep_alive_comments() {
     let herald = start(&["--gateway-sse-keepalive", "1"]);
     let mut events = sse(&herald.http, "?channel=quiet").await.unwrap();
