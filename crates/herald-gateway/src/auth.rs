@@ -33,7 +33,9 @@ pub const MAX_GRANT_GLOBS: usize = 256;
 /// The claims Herald reads from a token. Unknown claims are ignored.
 #[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
 pub struct Claims {
-    /// The user id; names the user's notification channel.
+    /// The user id; names the user's notification channel. A number is taken as its
+    /// decimal text (`42` and `"42"` are the same user).
+    #[serde(deserialize_with = "string_or_number")]
     pub sub: String,
     /// Channel globs the holder may subscribe to.
     #[serde(default)]
@@ -46,6 +48,19 @@ pub struct Claims {
     /// Operator rights: unfiltered channel listings (and, later, the dashboard).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub admin: bool,
+}
+
+fn string_or_number<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<String, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Id {
+        Text(String),
+        Number(serde_json::Number),
+    }
+    Ok(match Id::deserialize(deserializer)? {
+        Id::Text(text) => text,
+        Id::Number(number) => number.to_string(),
+    })
 }
 
 /// Why a request was not authenticated or not authorized.
@@ -186,7 +201,9 @@ impl Verifier {
         let mut validation = Validation::new(algorithm);
         validation.leeway = 0;
         validation.validate_exp = true;
-        validation.set_required_spec_claims(&["exp", "sub"]);
+        // `sub` is required by `Claims` itself, which also accepts a number there;
+        // jsonwebtoken's own check would take a numeric `sub` for a missing one.
+        validation.set_required_spec_claims(&["exp"]);
         Verifier { key, validation }
     }
 
@@ -468,6 +485,23 @@ mod tests {
             "token_invalid"
         );
         assert!(Verifier::hs256(b"").is_err());
+        let numeric = serde_json::json!({"sub": 42, "exp": now_secs() + 60});
+        let token = encode(
+            &Header::default(),
+            &numeric,
+            &EncodingKey::from_secret(b"secret"),
+        )
+        .expect("encode");
+        let granted = verifier.verify(&token).expect("numeric sub");
+        assert!(granted.may_subscribe(b"notifications:user:42"));
+        let anonymous = serde_json::json!({"exp": now_secs() + 60});
+        let token = encode(
+            &Header::default(),
+            &anonymous,
+            &EncodingKey::from_secret(b"secret"),
+        )
+        .expect("encode");
+        assert_eq!(verifier.verify(&token).unwrap_err().code(), "token_invalid");
     }
 
     fn literal_char() -> impl Strategy<Value = u8> {
