@@ -1,14 +1,20 @@
-//! The `herald` binary: `herald server` runs the Redis-protocol pub/sub server, `herald bench`
-//! load-tests one, `herald check-aof` checks (and repairs) an append-only file.
+//! The `herald` binary: `herald server` runs the Redis-protocol pub/sub server and, beside
+//! it on one engine, the HTTP gateway for browsers ([`gateway`]); `herald token` mints a
+//! gateway token for development ([`token`]); `herald bench` load-tests a server;
+//! `herald check-aof` checks (and repairs) an append-only file.
 //!
 //! Flags are named like redis-server's options; a TOML file (`--config`) may hold the
 //! same keys, and flags given on the command line win. Bad input exits with code 2 and
 //! a message naming the problem; failure to start (port in use) exits with code 1.
 
+mod gateway;
+mod token;
+
 use std::io::IsTerminal;
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
@@ -29,11 +35,13 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run the server (RESP2/RESP3 on --bind:--port).
-    Server(ServerArgs),
+    Server(Box<ServerArgs>),
     /// Load-test any RESP pub/sub server (Herald, Redis, Valkey).
     Bench(herald_bench::BenchArgs),
     /// Check an append-only file (and repair a damaged one with --fix).
     CheckAof(check_aof::CheckAofArgs),
+    /// Mint a gateway token (JWT) for development.
+    Token(token::TokenArgs),
 }
 
 #[derive(Debug, Args)]
@@ -88,14 +96,17 @@ struct ServerArgs {
     /// ... and is at least this big (default 64mb).
     #[arg(long, value_name = "SIZE")]
     auto_aof_rewrite_min_size: Option<String>,
+    #[command(flatten)]
+    gateway: gateway::GatewayArgs,
 }
 
 impl ServerArgs {
-    fn into_config(self) -> anyhow::Result<ServerConfig> {
-        let mut config = match &self.config {
-            Some(path) => ServerConfig::from_toml_file(path)?,
-            None => ServerConfig::default(),
+    fn into_config(self) -> anyhow::Result<(ServerConfig, Option<herald_gateway::GatewayConfig>)> {
+        let (mut config, gateway_file) = match &self.config {
+            Some(path) => gateway::split_config_file(path)?,
+            None => (ServerConfig::default(), gateway::GatewayArgs::default()),
         };
+        let gateway = self.gateway.over(gateway_file).into_config()?;
         if !self.bind.is_empty() {
             config.bind = self.bind;
         }
@@ -139,7 +150,7 @@ impl ServerArgs {
             config.auto_aof_rewrite_min_size = value;
         }
         config.validate()?;
-        Ok(config)
+        Ok((config, gateway))
     }
 }
 
@@ -158,15 +169,25 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Bench(args) => herald_bench::main(args),
         Command::CheckAof(args) => check_aof::main(args),
+        Command::Token(args) => match token::mint(args) {
+            Ok(token) => {
+                println!("{token}");
+                ExitCode::SUCCESS
+            }
+            Err(err) => {
+                eprintln!("herald: {err:#}");
+                ExitCode::from(EXIT_USAGE)
+            }
+        },
         Command::Server(args) => {
-            let config = match args.into_config() {
-                Ok(config) => config,
+            let (config, gateway) = match args.into_config() {
+                Ok(configs) => configs,
                 Err(err) => {
                     eprintln!("herald: {err:#}");
                     return ExitCode::from(EXIT_USAGE);
                 }
             };
-            match run_server(config) {
+            match run_server(config, gateway) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(err) => {
                     eprintln!("herald: {err:#}");
@@ -177,14 +198,44 @@ fn main() -> ExitCode {
     }
 }
 
-fn run_server(config: ServerConfig) -> anyhow::Result<()> {
+fn run_server(
+    config: ServerConfig,
+    gateway: Option<herald_gateway::GatewayConfig>,
+) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
     runtime.block_on(async {
-        let server = Server::bind(&config).await?;
-        server.run(shutdown_signal()).await;
+        let engine = Arc::new(herald_engine::Engine::new());
+        let server = Server::bind_with_engine(&config, Arc::clone(&engine)).await?;
+        let gateway = match gateway {
+            Some(gateway_config) => {
+                let shared = server.shared();
+                let resp = Arc::new(gateway::RespCounters(Arc::clone(shared)));
+                let gateway_config = gateway::wire(gateway_config, shared);
+                Some(herald_gateway::Gateway::bind(gateway_config, engine, Some(resp)).await?)
+            }
+            None => None,
+        };
+        let stop = tokio_util::sync::CancellationToken::new();
+        let signal = {
+            let stop = stop.clone();
+            async move {
+                shutdown_signal().await;
+                stop.cancel();
+            }
+        };
+        tokio::spawn(signal);
+        match gateway {
+            Some(gateway) => {
+                tokio::join!(
+                    server.run(stop.clone().cancelled_owned()),
+                    gateway.run(stop.cancelled_owned())
+                );
+            }
+            None => server.run(stop.cancelled_owned()).await,
+        }
         Ok(())
     })
 }

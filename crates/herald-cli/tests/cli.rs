@@ -29,6 +29,8 @@ fn start(args: &[&str]) -> Running {
     let mut child = Command::new(HERALD)
         .arg("server")
         .args(args)
+        // Parallel tests must not all claim the gateway's default port.
+        .args(["--http-port", "0"])
         .env("RUST_LOG", "info")
         .stdout(Stdio::null())
         .stderr(Stdio::piped())

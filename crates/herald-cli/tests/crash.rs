@@ -34,7 +34,15 @@ impl Drop for Running {
 
 fn start(dir: &Path, extra: &[&str]) -> Running {
     let mut child = Command::new(HERALD)
-        .args(["server", "--port", "0", "--appendonly", "yes", "--dir"])
+        .args([
+            "server",
+            "--port",
+            "0",
+            "--no-http",
+            "--appendonly",
+            "yes",
+            "--dir",
+        ])
         .arg(dir)
         .args(extra)
         .env("RUST_LOG", "info")
@@ -316,7 +324,15 @@ fn a_damaged_file_keeps_the_server_from_starting() {
     )
     .unwrap();
     let output = Command::new(HERALD)
-        .args(["server", "--port", "0", "--appendonly", "yes", "--dir"])
+        .args([
+            "server",
+            "--port",
+            "0",
+            "--no-http",
+            "--appendonly",
+            "yes",
+            "--dir",
+        ])
         .arg(&dir)
         .output()
         .unwrap();

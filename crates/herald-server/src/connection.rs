@@ -285,7 +285,10 @@ async fn wait_blocked(
     let must_wait = |p: &crate::persistence::Persistence| {
         p.writer().policy() == herald_store::aof::FsyncPolicy::Always
     };
-    if let Some(persistence) = shared.persistence().filter(|p| served.is_some() && must_wait(p)) {
+    if let Some(persistence) = shared
+        .persistence()
+        .filter(|p| served.is_some() && must_wait(p))
+    {
         let logged = shared.store.with(|_| persistence.last_sequence());
         persistence.writer().durable(logged).await;
     }

@@ -50,8 +50,8 @@ pub enum ServerError {
 /// State shared by all connections.
 #[derive(Debug)]
 pub struct Shared {
-    /// The pub/sub engine.
-    pub engine: Engine,
+    /// The pub/sub engine, shared with any other front-end (the HTTP gateway).
+    pub engine: Arc<Engine>,
     /// The keyspace.
     pub store: Store,
     /// Parameters CONFIG SET may change.
@@ -137,6 +137,15 @@ impl Server {
     /// Validates `config` and binds every listen address. With port 0 the first address
     /// picks a free port and the others reuse it.
     pub async fn bind(config: &ServerConfig) -> Result<Server, ServerError> {
+        Self::bind_with_engine(config, Arc::new(Engine::new())).await
+    }
+
+    /// As [`Server::bind`], serving `engine`, which other front-ends may share: a message
+    /// published through any of them reaches subscribers of all.
+    pub async fn bind_with_engine(
+        config: &ServerConfig,
+        engine: Arc<Engine>,
+    ) -> Result<Server, ServerError> {
         let runtime = config.validate()?;
         if config.bind.is_empty() {
             return Err(ServerError::NoBindAddress);
@@ -159,7 +168,7 @@ impl Server {
             .filter_map(|listener| listener.local_addr().ok())
             .collect();
         let shared = Arc::new(Shared {
-            engine: Engine::new(),
+            engine,
             store: Store::new(),
             config: runtime,
             clients: ClientTable::default(),

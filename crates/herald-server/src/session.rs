@@ -366,6 +366,7 @@ impl Session {
         if skip_this && self.reply_mode == ReplyMode::SkipNext {
             self.reply_mode = ReplyMode::On;
         }
+        self.shared.stats.commands.count(full_name);
         self.current_command = full_name;
         flow
     }

@@ -1,7 +1,12 @@
-//! Server-wide counters (INFO stats). Relaxed atomics: they are statistics, not
-//! synchronisation, and are bumped on hot paths.
+//! Server-wide counters (INFO stats, and what the gateway's /metrics shows of the RESP
+//! side). Relaxed atomics: they are statistics, not synchronisation, and are bumped on
+//! hot paths.
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::LazyLock;
+
+use crate::command::COMMANDS;
 
 /// Counters since start.
 #[derive(Debug, Default)]
@@ -22,6 +27,10 @@ pub struct ServerStats {
     pub query_limit_disconnections: AtomicU64,
     /// Connections closed after a protocol error.
     pub protocol_errors: AtomicU64,
+    /// Messages written to subscribers (one per delivery, as PUBLISH counts receivers).
+    pub deliveries_written: AtomicU64,
+    /// Calls per command, for metrics.
+    pub commands: CommandCounts,
 }
 
 impl ServerStats {
@@ -33,5 +42,86 @@ impl ServerStats {
     /// Reads `counter`.
     pub fn get(counter: &AtomicU64) -> u64 {
         counter.load(Ordering::Relaxed)
+    }
+}
+
+/// Label under which requests naming no known command are counted.
+pub const UNKNOWN_COMMAND: &str = "unknown";
+
+/// Index of every top-level command name in [`CommandCounts`]; the last slot is
+/// [`UNKNOWN_COMMAND`]. Built from the command table, so the label set is bounded by it.
+static COMMAND_SLOTS: LazyLock<HashMap<&'static str, usize>> = LazyLock::new(|| {
+    COMMANDS
+        .iter()
+        .enumerate()
+        .map(|(slot, spec)| (spec.name, slot))
+        .collect()
+});
+
+/// Calls per top-level command (subcommands count under their container: `client`),
+/// with a fixed slot per entry of the command table and one for unknown names.
+#[derive(Debug)]
+pub struct CommandCounts {
+    calls: Vec<AtomicU64>,
+}
+
+impl Default for CommandCounts {
+    fn default() -> Self {
+        CommandCounts {
+            calls: (0..=COMMANDS.len()).map(|_| AtomicU64::new(0)).collect(),
+        }
+    }
+}
+
+impl CommandCounts {
+    /// Counts one call of the command whose full name is `full_name` (`client|list`);
+    /// names outside the table (`NULL` for unknown commands) count as [`UNKNOWN_COMMAND`].
+    pub fn count(&self, full_name: &str) {
+        let top = full_name.split('|').next().unwrap_or(full_name);
+        let slot = COMMAND_SLOTS.get(top).copied().unwrap_or(COMMANDS.len());
+        if let Some(calls) = self.calls.get(slot) {
+            calls.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Every command called at least once, with its calls, in command-table order.
+    pub fn snapshot(&self) -> Vec<(&'static str, u64)> {
+        COMMANDS
+            .iter()
+            .map(|spec| spec.name)
+            .chain(std::iter::once(UNKNOWN_COMMAND))
+            .zip(&self.calls)
+            .map(|(name, calls)| (name, calls.load(Ordering::Relaxed)))
+            .filter(|&(_, calls)| calls > 0)
+            .collect()
+    }
+
+    /// Forgets every count (CONFIG RESETSTAT).
+    pub fn reset(&self) {
+        for calls in &self.calls {
+            calls.store(0, Ordering::Relaxed);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn subcommands_count_under_their_container_and_unknown_names_share_one_label() {
+        let counts = CommandCounts::default();
+        counts.count("publish");
+        counts.count("publish");
+        counts.count("client|list");
+        counts.count("NULL");
+        counts.count("no-such-command");
+        let snapshot = counts.snapshot();
+        assert!(snapshot.contains(&("publish", 2)));
+        assert!(snapshot.contains(&("client", 1)));
+        assert!(snapshot.contains(&(UNKNOWN_COMMAND, 2)));
+        assert_eq!(snapshot.len(), 3);
+        counts.reset();
+        assert!(counts.snapshot().is_empty());
     }
 }

@@ -182,10 +182,14 @@ pub async fn run(
             OutboxBatch::Killed => return,
         }
         let protocol = protocol.get();
+        let mut deliveries = 0u64;
         for entry in entries.drain(..) {
             match entry {
                 Outgoing::Frame(frame) => batch.put_shared(frame),
-                Outgoing::Delivery(delivery) => batch.put_delivery(&delivery, protocol),
+                Outgoing::Delivery(delivery) => {
+                    deliveries += 1;
+                    batch.put_delivery(&delivery, protocol);
+                }
             }
         }
         batch.seal_scratch();
@@ -200,6 +204,7 @@ pub async fn run(
             return;
         }
         ServerStats::add(&shared.stats.net_output_bytes, bytes as u64);
+        ServerStats::add(&shared.stats.deliveries_written, deliveries);
     }
 }
 

@@ -315,7 +315,9 @@ fn reset_stats(shared: &Shared) {
         &stats.output_limit_disconnections,
         &stats.query_limit_disconnections,
         &stats.protocol_errors,
+        &stats.deliveries_written,
     ] {
         counter.store(0, Ordering::Relaxed);
     }
+    stats.commands.reset();
 }

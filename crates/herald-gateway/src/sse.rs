@@ -1,0 +1,185 @@
+//! `GET /sse?channel=...&pattern=...`: Server-Sent Events, one event per message.
+//!
+//! Subscriptions are fixed by the query (repeat `channel` / `pattern`); authorization is
+//! all-or-nothing before the response starts (401/403 JSON). The stream opens with an
+//! `event: herald.subscribed` event, then one event per message with `event:` set to the
+//! channel and `data:` the same JSON `message` frame as WebSocket sends, and a keep-alive
+//! comment (`: keep-alive`) after each quiet interval. A client that falls behind its
+//! output budget gets a last `event: herald.close` (if it still fits) and the stream ends.
+
+use std::collections::VecDeque;
+use std::convert::Infallible;
+use std::sync::Arc;
+
+use axum::extract::{RawQuery, State};
+use axum::http::HeaderMap;
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use futures_util::stream::{self, Stream};
+use herald_engine::{Delivery, OutboxBatch, Outgoing};
+use serde_json::json;
+
+use crate::api::{authenticate, query_pairs};
+use crate::error::RequestError;
+use crate::hub::{GatewayStats, Hub, Session, Transport};
+
+/// Event name of the first event, listing the subscriptions.
+pub const SUBSCRIBED_EVENT: &str = "herald.subscribed";
+/// Event name of the last event of a stream closed by the server.
+pub const CLOSE_EVENT: &str = "herald.close";
+/// Most bytes taken from the outbox at a time.
+const READ_BATCH_BYTES: usize = 64 * 1024;
+
+/// The SSE handler.
+pub async fn stream(
+    State(hub): State<Arc<Hub>>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+) -> Response {
+    match open(&hub, query.as_deref(), &headers) {
+        Ok(session) => {
+            let keep_alive = KeepAlive::new()
+                .interval(hub.config.sse_keep_alive)
+                .text("keep-alive");
+            Sse::new(events(session))
+                .keep_alive(keep_alive)
+                .into_response()
+        }
+        Err(err) => err.into_response(),
+    }
+}
+
+fn open(hub: &Arc<Hub>, query: Option<&str>, headers: &HeaderMap) -> Result<Session, RequestError> {
+    let query = query_pairs(query);
+    let grants = authenticate(hub, headers, &query)?;
+    let mut channels = Vec::new();
+    let mut patterns = Vec::new();
+    for (key, value) in query {
+        match key.as_str() {
+            "channel" => channels.push(value),
+            "pattern" => patterns.push(value),
+            "token" => {}
+            other => {
+                return Err(RequestError::bad_request(
+                    "bad_request",
+                    format!("unknown query parameter '{other}' (channel, pattern, token)"),
+                ))
+            }
+        }
+    }
+    if channels.is_empty() && patterns.is_empty() {
+        return Err(RequestError::bad_request(
+            "bad_request",
+            "name at least one 'channel' or 'pattern' query parameter",
+        ));
+    }
+    for channel in &channels {
+        grants.check_subscribe(channel)?;
+    }
+    for pattern in &patterns {
+        grants.check_psubscribe(pattern)?;
+    }
+    let mut session = hub.open(Transport::Sse)?;
+    session.check_room(&channels, &patterns)?;
+    for channel in &channels {
+        session.subscribe(channel);
+    }
+    for pattern in &patterns {
+        session.psubscribe(pattern);
+    }
+    session.release_when_killed();
+    Ok(session)
+}
+
+struct Reader {
+    session: Session,
+    pending: VecDeque<Delivery>,
+    batch: Vec<Outgoing>,
+    greeted: bool,
+    done: bool,
+}
+
+fn events(session: Session) -> impl Stream<Item = Result<Event, Infallible>> {
+    let reader = Reader {
+        session,
+        pending: VecDeque::new(),
+        batch: Vec::new(),
+        greeted: false,
+        done: false,
+    };
+    stream::unfold(reader, |mut reader| async move {
+        let event = reader.next_event().await?;
+        Some((Ok(event), reader))
+    })
+}
+
+impl Reader {
+    async fn next_event(&mut self) -> Option<Event> {
+        if self.done {
+            return None;
+        }
+        if !self.greeted {
+            self.greeted = true;
+            let data = json!({
+                "type": "subscribed",
+                "channels": self.session.channels(),
+                "patterns": self.session.patterns(),
+                "count": self.session.subscription_count(),
+            });
+            return Some(
+                Event::default()
+                    .event(SUBSCRIBED_EVENT)
+                    .data(data.to_string()),
+            );
+        }
+        loop {
+            if let Some(delivery) = self.pending.pop_front() {
+                return Some(self.message_event(&delivery));
+            }
+            let outbox = Arc::clone(self.session.outbox());
+            self.batch.clear();
+            match outbox.take_batch(&mut self.batch, READ_BATCH_BYTES) {
+                OutboxBatch::Ready => {
+                    // SSE sessions queue no frames of their own, only deliveries.
+                    self.pending
+                        .extend(self.batch.drain(..).filter_map(|entry| match entry {
+                            Outgoing::Delivery(delivery) => Some(delivery),
+                            Outgoing::Frame(_) => None,
+                        }));
+                }
+                OutboxBatch::Empty => {
+                    tokio::select! {
+                        _ = outbox.output_ready() => {}
+                        _ = outbox.killed() => {}
+                    }
+                }
+                OutboxBatch::Finished | OutboxBatch::Killed => {
+                    self.done = true;
+                    let code = if self.session.note_slow_consumer() {
+                        "slow_consumer"
+                    } else {
+                        "shutting_down"
+                    };
+                    let data = json!({ "type": "close", "code": code });
+                    return Some(Event::default().event(CLOSE_EVENT).data(data.to_string()));
+                }
+            }
+        }
+    }
+
+    fn message_event(&self, delivery: &Delivery) -> Event {
+        let data = self.session.hub().frames.frame(delivery);
+        let stats = self.session.stats();
+        GatewayStats::add(&stats.delivered, 1);
+        let channel = String::from_utf8_lossy(&delivery.message.channel);
+        // An event name cannot hold a line break; such a channel keeps the default
+        // `message` event and is still named in the data.
+        let event = if channel.contains(['\r', '\n']) {
+            Event::default()
+        } else {
+            Event::default().event(channel.as_ref())
+        };
+        GatewayStats::add(&stats.bytes_out, (data.len() + channel.len() + 16) as u64);
+        event.data(data.as_str())
+    }
+}
