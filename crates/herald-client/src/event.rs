@@ -6,7 +6,7 @@
 //! RFC 3339 form (`+00:00`, other offsets, any fraction, as Python's `isoformat()`
 //! writes), or without an offset, which is taken as UTC.
 
-use chrono::{DateTime, NaiveDateTime, SecondsFormat, Utc};
+use chrono::{DateTime, NaiveDateTime, SecondsFormat, SubsecRound, Utc};
 use serde::{Deserialize, Serialize};
 
 /// One event: its type, when it was emitted, and its data.
@@ -42,10 +42,16 @@ impl<T> Event<T> {
     pub fn new(event_type: impl Into<String>, data: T) -> Self {
         Event {
             event_type: event_type.into(),
-            timestamp: Utc::now(),
+            timestamp: now(),
             data,
         }
     }
+}
+
+/// The current time at the precision timestamps are written with (milliseconds), so a
+/// value built here equals what a receiver decodes.
+pub fn now() -> DateTime<Utc> {
+    Utc::now().trunc_subsecs(3)
 }
 
 /// `serde(with)` helpers for ISO-8601 UTC timestamps as described in the module docs.

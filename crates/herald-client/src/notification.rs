@@ -197,7 +197,7 @@ impl NotificationService {
             kind,
             title: title.to_owned(),
             message: message.to_owned(),
-            timestamp: Utc::now(),
+            timestamp: crate::event::now(),
             read: false,
             data: data.unwrap_or(serde_json::Value::Null),
         }
