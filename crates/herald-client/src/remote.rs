@@ -15,6 +15,7 @@ use redis::{ProtocolVersion, Value};
 use std::time::Duration;
 
 use crate::error::Error;
+use crate::subscriber::SubscriptionKind;
 use crate::transport::{ElementUpdate, Scope};
 
 /// How long one attempt to open a connection may take.
@@ -24,49 +25,278 @@ pub(crate) const RESPONSE_TIMEOUT: Duration = Duration::from_secs(10);
 /// WATCH/MULTI/EXEC rounds before an update gives up under constant contention.
 pub(crate) const MAX_OPTIMISTIC_ATTEMPTS: u32 = 64;
 
+/// Where the server is: one server, or the seed nodes of a Redis Cluster.
+#[derive(Clone, Debug)]
+pub(crate) enum Endpoint {
+    Single(redis::Client),
+    #[cfg(feature = "cluster")]
+    Cluster(Vec<String>),
+}
+
+/// The URL schemes naming a cluster: `redis+cluster://[user:pw@]host:port,host:port`.
+#[cfg(feature = "cluster")]
+const CLUSTER_SCHEMES: [(&str, &str); 2] = [
+    ("redis+cluster://", "redis"),
+    ("rediss+cluster://", "rediss"),
+];
+
+impl Endpoint {
+    pub(crate) fn parse(url: &str) -> Result<Endpoint, Error> {
+        #[cfg(feature = "cluster")]
+        for (prefix, scheme) in CLUSTER_SCHEMES {
+            if let Some(rest) = url.strip_prefix(prefix) {
+                return cluster_nodes(rest, scheme).map(Endpoint::Cluster);
+            }
+        }
+        if url.contains("+cluster://") {
+            return Err(Error::InvalidUrl(format!(
+                "{url}: cluster URLs need herald-client's `cluster` feature"
+            )));
+        }
+        redis::Client::open(url)
+            .map(Endpoint::Single)
+            .map_err(|err| Error::InvalidUrl(format!("{url}: {err}")))
+    }
+
+    #[cfg(feature = "cluster")]
+    fn cluster_client(
+        nodes: &[String],
+        configure: impl FnOnce(
+            redis::cluster::ClusterClientBuilder,
+        ) -> redis::cluster::ClusterClientBuilder,
+    ) -> Result<redis::cluster::ClusterClient, redis::RedisError> {
+        let builder = redis::cluster::ClusterClientBuilder::new(nodes.to_vec())
+            .connection_timeout(CONNECT_TIMEOUT)
+            .response_timeout(RESPONSE_TIMEOUT);
+        configure(builder).build()
+    }
+
+    async fn shared(&self) -> Result<Commands, Error> {
+        Ok(match self {
+            Endpoint::Single(client) => {
+                let config = ConnectionManagerConfig::new()
+                    .set_connection_timeout(Some(CONNECT_TIMEOUT))
+                    .set_response_timeout(Some(RESPONSE_TIMEOUT))
+                    .set_number_of_retries(3);
+                Commands::Single(ConnectionManager::new_with_config(client.clone(), config).await?)
+            }
+            #[cfg(feature = "cluster")]
+            Endpoint::Cluster(nodes) => Commands::Cluster(
+                Self::cluster_client(nodes, |builder| builder)?
+                    .get_async_connection()
+                    .await?,
+            ),
+        })
+    }
+
+    /// A connection used by nobody else (for WATCH).
+    async fn dedicated(&self) -> Result<Commands, Error> {
+        Ok(match self {
+            Endpoint::Single(client) => {
+                let config = redis::AsyncConnectionConfig::new()
+                    .set_connection_timeout(Some(CONNECT_TIMEOUT))
+                    .set_response_timeout(Some(RESPONSE_TIMEOUT));
+                Commands::Dedicated(
+                    client
+                        .get_multiplexed_async_connection_with_config(&config)
+                        .await?,
+                )
+            }
+            #[cfg(feature = "cluster")]
+            Endpoint::Cluster(_) => self.shared().await?,
+        })
+    }
+
+    /// A RESP3 connection delivering pushes to `push` (what subscribers use).
+    pub(crate) async fn subscriber_connection(
+        &self,
+        push: impl redis::aio::AsyncPushSender,
+    ) -> Result<SubscriberConnection, redis::RedisError> {
+        match self {
+            Endpoint::Single(client) => {
+                let info = client.get_connection_info().clone();
+                let settings = info
+                    .redis_settings()
+                    .clone()
+                    .set_protocol(ProtocolVersion::RESP3);
+                let client = redis::Client::open(info.set_redis_settings(settings))?;
+                let config = redis::AsyncConnectionConfig::new()
+                    .set_connection_timeout(Some(CONNECT_TIMEOUT))
+                    .set_response_timeout(Some(RESPONSE_TIMEOUT))
+                    .set_push_sender(push);
+                Ok(SubscriberConnection::Single(
+                    client
+                        .get_multiplexed_async_connection_with_config(&config)
+                        .await?,
+                ))
+            }
+            #[cfg(feature = "cluster")]
+            Endpoint::Cluster(nodes) => Ok(SubscriberConnection::Cluster(
+                Self::cluster_client(nodes, |builder| {
+                    builder
+                        .use_protocol(ProtocolVersion::RESP3)
+                        .push_sender(push)
+                })?
+                .get_async_connection()
+                .await?,
+            )),
+        }
+    }
+}
+
+/// `host:port,host:port` (with optional `user:pw@` for all) as one URL per node.
+#[cfg(feature = "cluster")]
+fn cluster_nodes(rest: &str, scheme: &str) -> Result<Vec<String>, Error> {
+    let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
+    if !path.is_empty() {
+        return Err(Error::InvalidUrl(format!(
+            "a cluster URL has no database or options: /{path}"
+        )));
+    }
+    let (credentials, hosts) = match authority.rsplit_once('@') {
+        Some((credentials, hosts)) => (format!("{credentials}@"), hosts),
+        None => (String::new(), authority),
+    };
+    let nodes: Vec<String> = hosts
+        .split(',')
+        .filter(|host| !host.is_empty())
+        .map(|host| format!("{scheme}://{credentials}{host}/"))
+        .collect();
+    if nodes.is_empty() {
+        return Err(Error::InvalidUrl(
+            "a cluster URL needs at least one host:port".into(),
+        ));
+    }
+    for node in &nodes {
+        redis::Client::open(node.as_str())
+            .map_err(|err| Error::InvalidUrl(format!("{node}: {err}")))?;
+    }
+    Ok(nodes)
+}
+
+/// A connection commands are sent on.
+#[derive(Clone)]
+enum Commands {
+    /// The shared, self-reconnecting connection to one server.
+    Single(ConnectionManager),
+    /// A connection of its own to one server.
+    Dedicated(MultiplexedConnection),
+    /// A cluster connection (routes by slot, reconnects nodes itself).
+    #[cfg(feature = "cluster")]
+    Cluster(redis::cluster_async::ClusterConnection),
+}
+
+impl Commands {
+    async fn query<T: redis::FromRedisValue>(
+        &mut self,
+        cmd: &redis::Cmd,
+    ) -> Result<T, redis::RedisError> {
+        match self {
+            Commands::Single(conn) => cmd.query_async(conn).await,
+            Commands::Dedicated(conn) => cmd.query_async(conn).await,
+            #[cfg(feature = "cluster")]
+            Commands::Cluster(conn) => cmd.query_async(conn).await,
+        }
+    }
+
+    async fn pipeline<T: redis::FromRedisValue>(
+        &mut self,
+        pipe: &redis::Pipeline,
+    ) -> Result<T, redis::RedisError> {
+        match self {
+            Commands::Single(conn) => pipe.query_async(conn).await,
+            Commands::Dedicated(conn) => pipe.query_async(conn).await,
+            #[cfg(feature = "cluster")]
+            Commands::Cluster(conn) => pipe.query_async(conn).await,
+        }
+    }
+}
+
+/// The connection of a subscriber.
+pub(crate) enum SubscriberConnection {
+    Single(MultiplexedConnection),
+    #[cfg(feature = "cluster")]
+    Cluster(redis::cluster_async::ClusterConnection),
+}
+
+impl SubscriberConnection {
+    /// SUBSCRIBE, PSUBSCRIBE, SSUBSCRIBE or their UN- forms, for one name.
+    pub(crate) async fn change(
+        &mut self,
+        subscribe: bool,
+        kind: SubscriptionKind,
+        name: &str,
+    ) -> Result<(), redis::RedisError> {
+        match self {
+            // One name per command: its one confirmation is the command's reply.
+            SubscriberConnection::Single(conn) => {
+                let command = match (subscribe, kind) {
+                    (true, SubscriptionKind::Channel) => "SUBSCRIBE",
+                    (true, SubscriptionKind::Pattern) => "PSUBSCRIBE",
+                    (true, SubscriptionKind::Shard) => "SSUBSCRIBE",
+                    (false, SubscriptionKind::Channel) => "UNSUBSCRIBE",
+                    (false, SubscriptionKind::Pattern) => "PUNSUBSCRIBE",
+                    (false, SubscriptionKind::Shard) => "SUNSUBSCRIBE",
+                };
+                let _: Value = redis::cmd(command).arg(name).query_async(conn).await?;
+                Ok(())
+            }
+            // The cluster connection routes shard channels to their slot's node.
+            #[cfg(feature = "cluster")]
+            SubscriberConnection::Cluster(conn) => match (subscribe, kind) {
+                (true, SubscriptionKind::Channel) => conn.subscribe(name).await,
+                (true, SubscriptionKind::Pattern) => conn.psubscribe(name).await,
+                (true, SubscriptionKind::Shard) => conn.ssubscribe(name).await,
+                (false, SubscriptionKind::Channel) => conn.unsubscribe(name).await,
+                (false, SubscriptionKind::Pattern) => conn.punsubscribe(name).await,
+                (false, SubscriptionKind::Shard) => conn.sunsubscribe(name).await,
+            },
+        }
+    }
+
+    pub(crate) async fn ping(&mut self) -> Result<(), redis::RedisError> {
+        let ping = redis::cmd("PING");
+        let _: Value = match self {
+            SubscriberConnection::Single(conn) => ping.query_async(conn).await?,
+            #[cfg(feature = "cluster")]
+            SubscriberConnection::Cluster(conn) => ping.query_async(conn).await?,
+        };
+        Ok(())
+    }
+}
+
 pub(crate) struct Remote {
-    /// The client as configured by the URL (RESP2 or RESP3, as the URL says).
-    client: redis::Client,
-    commands: ConnectionManager,
-    transactions: tokio::sync::Mutex<Option<MultiplexedConnection>>,
+    endpoint: Endpoint,
+    commands: Commands,
+    transactions: tokio::sync::Mutex<Option<Commands>>,
 }
 
 impl std::fmt::Debug for Remote {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Remote")
-            .field("addr", &self.client.get_connection_info().addr())
+            .field("endpoint", &self.endpoint)
             .finish_non_exhaustive()
     }
 }
 
 impl Remote {
     pub(crate) async fn connect(url: &str) -> Result<Remote, Error> {
-        let client = redis::Client::open(url).map_err(|err| Error::InvalidUrl(err.to_string()))?;
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(CONNECT_TIMEOUT))
-            .set_response_timeout(Some(RESPONSE_TIMEOUT))
-            .set_number_of_retries(3);
-        let commands = ConnectionManager::new_with_config(client.clone(), config).await?;
+        let endpoint = Endpoint::parse(url)?;
+        let commands = endpoint.shared().await?;
         Ok(Remote {
-            client,
+            endpoint,
             commands,
             transactions: tokio::sync::Mutex::new(None),
         })
     }
 
-    /// The same server, asking for RESP3 (subscribers need push frames).
-    pub(crate) fn resp3_client(&self) -> Result<redis::Client, Error> {
-        let info = self.client.get_connection_info().clone();
-        let settings = info
-            .redis_settings()
-            .clone()
-            .set_protocol(ProtocolVersion::RESP3);
-        Ok(redis::Client::open(info.set_redis_settings(settings))?)
+    /// Where subscribers connect to.
+    pub(crate) fn endpoint(&self) -> &Endpoint {
+        &self.endpoint
     }
 
     async fn query<T: redis::FromRedisValue>(&self, cmd: &redis::Cmd) -> Result<T, Error> {
-        let mut conn = self.commands.clone();
-        Ok(cmd.query_async(&mut conn).await?)
+        Ok(self.commands.clone().query(cmd).await?)
     }
 
     pub(crate) async fn publish(
@@ -128,8 +358,7 @@ impl Remote {
             .cmd("PUBLISH")
             .arg(channel)
             .arg(element.as_ref());
-        let mut conn = self.commands.clone();
-        let (receivers,): (usize,) = pipe.query_async(&mut conn).await?;
+        let (receivers,): (usize,) = self.commands.clone().pipeline(&pipe).await?;
         Ok(receivers)
     }
 
@@ -164,37 +393,25 @@ impl Remote {
 
     async fn update_on(
         &self,
-        slot: &mut Option<MultiplexedConnection>,
+        slot: &mut Option<Commands>,
         key: &str,
         update: &ElementUpdate<'_>,
     ) -> Result<bool, Error> {
         let conn = match slot {
             Some(conn) => conn,
-            None => {
-                let config = redis::AsyncConnectionConfig::new()
-                    .set_connection_timeout(Some(CONNECT_TIMEOUT))
-                    .set_response_timeout(Some(RESPONSE_TIMEOUT));
-                slot.insert(
-                    self.client
-                        .get_multiplexed_async_connection_with_config(&config)
-                        .await?,
-                )
-            }
+            None => slot.insert(self.endpoint.dedicated().await?),
         };
         for _ in 0..MAX_OPTIMISTIC_ATTEMPTS {
-            let () = redis::cmd("WATCH").arg(key).query_async(conn).await?;
-            let items: Vec<Vec<u8>> = redis::cmd("LRANGE")
-                .arg(key)
-                .arg(0)
-                .arg(-1)
-                .query_async(conn)
+            let () = conn.query(redis::cmd("WATCH").arg(key)).await?;
+            let items: Vec<Vec<u8>> = conn
+                .query(redis::cmd("LRANGE").arg(key).arg(0).arg(-1))
                 .await?;
             let found = items
                 .iter()
                 .enumerate()
                 .find_map(|(index, item)| update(item).map(|new| (index, new)));
             let Some((index, replacement)) = found else {
-                let () = redis::cmd("UNWATCH").query_async(conn).await?;
+                let () = conn.query(&redis::cmd("UNWATCH")).await?;
                 return Ok(false);
             };
             let mut pipe = redis::pipe();
@@ -204,7 +421,7 @@ impl Remote {
                 .arg(index)
                 .arg(replacement.as_ref());
             // EXEC replies nil when a watched key changed: someone wrote in between.
-            let reply: Value = pipe.query_async(conn).await?;
+            let reply: Value = conn.pipeline(&pipe).await?;
             if !matches!(reply, Value::Nil) {
                 return Ok(true);
             }

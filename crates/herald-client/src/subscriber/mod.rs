@@ -174,10 +174,7 @@ impl SubscriberBuilder {
             options: self.options,
         };
         let transport = match &*self.herald.backend {
-            Backend::Remote(remote) => {
-                let client = remote.resp3_client()?;
-                runtime.spawn(remote::run(client, link))
-            }
+            Backend::Remote(remote) => runtime.spawn(remote::run(remote.endpoint().clone(), link)),
             Backend::Embedded(_) => {
                 runtime.spawn(embedded::run(Arc::clone(&self.herald.backend), link))
             }

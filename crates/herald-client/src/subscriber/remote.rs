@@ -14,16 +14,15 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use redis::aio::MultiplexedConnection;
-use redis::{AsyncConnectionConfig, PushInfo, PushKind, Value};
+use redis::{PushInfo, PushKind, Value};
 use tokio::sync::{mpsc, Notify};
 
 use super::core::{Command, Done, Target};
-use super::{resubscribed, ConnectionEvent, Link, SubscriptionKind};
+use super::{resubscribed, ConnectionEvent, Link};
 use crate::message::{Message, MessageKind};
-use crate::remote::{CONNECT_TIMEOUT, RESPONSE_TIMEOUT};
+use crate::remote::{Endpoint, SubscriberConnection};
 
-pub(crate) async fn run(client: redis::Client, mut link: Link) {
+pub(crate) async fn run(endpoint: Endpoint, mut link: Link) {
     let mut failures: u32 = 0;
     let mut connected_before = false;
     // Confirmations owed to callers whose subscription waits for the next connection.
@@ -31,18 +30,11 @@ pub(crate) async fn run(client: redis::Client, mut link: Link) {
     loop {
         let (closed_tx, mut closed_rx) = mpsc::unbounded_channel();
         let overflow = Arc::new(Notify::new());
-        let config = AsyncConnectionConfig::new()
-            .set_connection_timeout(Some(CONNECT_TIMEOUT))
-            .set_response_timeout(Some(RESPONSE_TIMEOUT))
-            .set_push_sender(push_sender(
-                link.inbound.clone(),
-                closed_tx,
-                Arc::clone(&overflow),
-            ));
+        let push = push_sender(link.inbound.clone(), closed_tx, Arc::clone(&overflow));
         let attempt = tokio::select! {
             biased;
             _ = super::stopped(&mut link.stop) => return,
-            attempt = client.get_multiplexed_async_connection_with_config(&config) => attempt,
+            attempt = endpoint.subscriber_connection(push) => attempt,
         };
         let mut conn = match attempt {
             Ok(conn) => conn,
@@ -121,7 +113,7 @@ pub(crate) async fn run(client: redis::Client, mut link: Link) {
 /// Runs commands and health checks until the connection is lost (the reason) or the
 /// subscriber stops (`None`).
 async fn serve(
-    conn: &mut MultiplexedConnection,
+    conn: &mut SubscriberConnection,
     link: &mut Link,
     closed: &mut mpsc::UnboundedReceiver<()>,
     overflow: &Notify,
@@ -148,8 +140,7 @@ async fn serve(
                 }
             }
             _ = health.tick() => {
-                let ping: Result<Value, _> = redis::cmd("PING").query_async(conn).await;
-                if let Err(err) = ping {
+                if let Err(err) = conn.ping().await {
                     return Some(format!("PING failed: {err}"));
                 }
             }
@@ -160,7 +151,7 @@ async fn serve(
 /// Makes one registry change on the server. A connection error keeps a subscribe's
 /// confirmation pending (the replay after reconnect makes it) and ends the connection.
 async fn execute(
-    conn: &mut MultiplexedConnection,
+    conn: &mut SubscriberConnection,
     command: Command,
     pending: &mut Vec<Done>,
 ) -> Result<(), String> {
@@ -227,20 +218,11 @@ fn is_connection_error(err: &redis::RedisError) -> bool {
 }
 
 async fn change(
-    conn: &mut MultiplexedConnection,
+    conn: &mut SubscriberConnection,
     subscribe: bool,
     target: &Target,
 ) -> Result<(), redis::RedisError> {
-    let name = match (subscribe, target.kind) {
-        (true, SubscriptionKind::Channel) => "SUBSCRIBE",
-        (true, SubscriptionKind::Pattern) => "PSUBSCRIBE",
-        (true, SubscriptionKind::Shard) => "SSUBSCRIBE",
-        (false, SubscriptionKind::Channel) => "UNSUBSCRIBE",
-        (false, SubscriptionKind::Pattern) => "PUNSUBSCRIBE",
-        (false, SubscriptionKind::Shard) => "SUNSUBSCRIBE",
-    };
-    let _: Value = redis::cmd(name).arg(&target.name).query_async(conn).await?;
-    Ok(())
+    conn.change(subscribe, target.kind, &target.name).await
 }
 
 fn push_sender(
