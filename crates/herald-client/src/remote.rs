@@ -358,7 +358,20 @@ impl Remote {
             .cmd("PUBLISH")
             .arg(channel)
             .arg(element.as_ref());
-        let (receivers,): (usize,) = self.commands.clone().pipeline(&pipe).await?;
+        let (receivers,): (usize,) = match self.commands.clone() {
+            // The crate routes PUBLISH by its channel, which would make this a cross-slot
+            // pipeline; a cluster node accepts PUBLISH whatever the slot, so the whole
+            // transaction goes to the node of the list's slot.
+            #[cfg(feature = "cluster")]
+            Commands::Cluster(mut conn) => {
+                use redis::cluster_routing::{Route, SingleNodeRoutingInfo, SlotAddr};
+                let route =
+                    SingleNodeRoutingInfo::SpecificNode(Route::with_key(key, SlotAddr::Master));
+                let replies = conn.route_pipeline(pipe, 4, 1, route).await?;
+                exec_publish_count(replies)?
+            }
+            mut commands => commands.pipeline(&pipe).await?,
+        };
         Ok(receivers)
     }
 
@@ -429,5 +442,19 @@ impl Remote {
         Err(Error::Contended {
             attempts: MAX_OPTIMISTIC_ATTEMPTS,
         })
+    }
+}
+
+/// The PUBLISH count out of the raw EXEC reply `[LPUSH, LTRIM, PUBLISH]`.
+#[cfg(feature = "cluster")]
+fn exec_publish_count(mut replies: Vec<Value>) -> Result<(usize,), Error> {
+    match replies.pop() {
+        Some(Value::Array(items)) => match items.get(2) {
+            Some(Value::Int(count)) => Ok((usize::try_from(*count).unwrap_or(0),)),
+            other => Err(Error::UnexpectedReply(format!(
+                "PUBLISH in EXEC: {other:?}"
+            ))),
+        },
+        other => Err(Error::UnexpectedReply(format!("EXEC: {other:?}"))),
     }
 }
