@@ -2,7 +2,7 @@
 //! an application's error callback receives when a handler fails.
 //!
 //! Handlers are async closures. Each public registration erases its closure into one
-//! shape ([`Dispatch`]) so the subscriber treats plain, JSON and event handlers alike;
+//! shape (`Dispatch`) so the subscriber treats plain, JSON and event handlers alike;
 //! decoding happens inside the erased closure, so a payload that does not decode becomes
 //! a [`HandlerFailure::Decode`] report instead of a call.
 

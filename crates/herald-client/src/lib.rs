@@ -78,9 +78,15 @@ pub struct Herald {
 }
 
 impl Herald {
-    /// Connects to a Herald, Redis or Valkey server: `redis://[user:password@]host[:port][/db]`
-    /// (add `?protocol=resp3` for RESP3 commands; subscribers always use RESP3), or
-    /// `redis+unix:///path/to/socket`. Fails when the server cannot be reached now.
+    /// Connects to a Herald, Redis or Valkey server:
+    /// - `redis://[user:password@]host[:port][/db]` (add `?protocol=resp3` for RESP3
+    ///   commands; subscribers always use RESP3, which Herald, Redis 6+ and Valkey speak),
+    ///   or `redis+unix:///path/to/socket`;
+    /// - `redis+cluster://[user:password@]host:port,host:port,...` for a Redis or Valkey
+    ///   Cluster (the seed nodes; feature `cluster`, on by default).
+    ///
+    /// `rediss://` (TLS) is refused: this build enables no TLS stack. Fails when the
+    /// server cannot be reached now; later losses are retried by each type.
     pub async fn connect(url: &str) -> Result<Herald, Error> {
         Ok(Herald {
             backend: Arc::new(Backend::Remote(remote::Remote::connect(url).await?)),

@@ -1,7 +1,8 @@
 //! The remote back end: commands to a Herald, Redis or Valkey server over the `redis` crate.
 //!
 //! Ordinary commands go through one [`ConnectionManager`] (multiplexed, reconnects on its
-//! own). WATCH needs a connection nobody else writes to between WATCH and EXEC, so the
+//! own), or one cluster connection for `redis+cluster://` URLs (routes by slot, repairs
+//! its node connections on its own). WATCH needs a connection nobody else writes to between WATCH and EXEC, so the
 //! optimistic transactions of [`crate::NotificationService::mark_as_read`] run on a
 //! dedicated connection behind an async mutex, opened on first use and replaced after an
 //! error. Subscriptions use connections of their own (`subscriber::remote`).

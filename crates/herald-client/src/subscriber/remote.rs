@@ -22,6 +22,9 @@ use super::{resubscribed, ConnectionEvent, Link};
 use crate::message::{Message, MessageKind};
 use crate::remote::{Endpoint, SubscriberConnection};
 
+/// The shortest time a health-check PING is given to answer.
+const MIN_PING_TIMEOUT: Duration = Duration::from_secs(1);
+
 pub(crate) async fn run(endpoint: Endpoint, mut link: Link) {
     let mut failures: u32 = 0;
     let mut connected_before = false;
@@ -140,8 +143,13 @@ async fn serve(
                 }
             }
             _ = health.tick() => {
-                if let Err(err) = conn.ping().await {
-                    return Some(format!("PING failed: {err}"));
+                // A connection that cannot answer a PING within one interval (or a second,
+                // whichever is longer) is as good as dead, even if TCP has not noticed.
+                let limit = period.max(MIN_PING_TIMEOUT);
+                match tokio::time::timeout(limit, conn.ping()).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(err)) => return Some(format!("PING failed: {err}")),
+                    Err(_) => return Some(format!("PING unanswered for {} ms", limit.as_millis())),
                 }
             }
         }
