@@ -273,3 +273,65 @@ async fn embedded_slow_consumer(backend: Backend) {
     expect_round(&mut received, "after-cutoff").await;
     subscriber.stop().await;
 }
+
+/// A remote subscriber whose handlers stall until its queue overflows drops the
+/// connection like a slow consumer, says so, and comes back with its subscriptions.
+async fn remote_slow_consumer(backend: Backend) {
+    const QUEUE: usize = 4;
+    let subscriber = Subscriber::builder(&backend.herald)
+        .queue_capacity(QUEUE)
+        .build()
+        .unwrap();
+    let mut events = subscriber.events();
+    let gate = Arc::new(Semaphore::new(0));
+    let mut received = subscribe_all_kinds(&subscriber, Some(Arc::clone(&gate))).await;
+    let publisher = backend.herald.publisher();
+    // Flood until the subscriber gives up, not further: a flood that went on would
+    // overflow the new connection too.
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let mut n = 0;
+    let reason = 'flood: loop {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no slow-consumer disconnection"
+        );
+        publisher
+            .publish(CHANNEL, format!("flood{n}"))
+            .await
+            .unwrap();
+        n += 1;
+        tokio::time::sleep(Duration::from_millis(2)).await;
+        while let Ok(event) = events.try_recv() {
+            if let ConnectionEvent::Disconnected { reason } = event {
+                break 'flood reason;
+            }
+        }
+    };
+    println!("remote: {reason}");
+    assert!(reason.contains("slow consumer"), "{reason}");
+    wait_event(&mut events, "resubscribed", all_three_resubscribed).await;
+    gate.add_permits(Semaphore::MAX_PERMITS);
+    // The one in the handler and the queued ones come through; the rest were lost.
+    for n in 0..=QUEUE {
+        assert_eq!(recv(&mut received).await, format!("channel:flood{n}"));
+    }
+    publish_round(&backend, "after-overflow").await;
+    expect_round(&mut received, "after-overflow").await;
+    subscriber.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn herald_server_slow_consumer_comes_back() {
+    let backend = Backend::start(common::Kind::Herald).await;
+    tokio::time::timeout(common::TEST_TIMEOUT, remote_slow_consumer(backend))
+        .await
+        .expect("test timed out");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_server_slow_consumer_comes_back() {
+    let backend = Backend::start(common::Kind::Redis).await;
+    tokio::time::timeout(common::TEST_TIMEOUT, remote_slow_consumer(backend))
+        .await
+        .expect("test timed out");
+}
