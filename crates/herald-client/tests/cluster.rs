@@ -303,20 +303,16 @@ async fn cluster_flow() {
             tokio::time::Instant::now() < deadline,
             "no resubscription after CLIENT KILL"
         );
-        match tokio::time::timeout(Duration::from_millis(500), events.recv()).await {
-            Ok(event) => {
-                let event = event.unwrap();
-                println!("cluster: {event:?}");
-                settled = false;
-                if matches!(event, ConnectionEvent::Resubscribed { .. }) {
-                    // Settled only if nothing else comes within the next timeout.
-                    match tokio::time::timeout(Duration::from_millis(500), events.recv()).await {
-                        Err(_) => settled = true,
-                        Ok(event) => println!("cluster: {:?}", event.unwrap()),
-                    }
+        if let Ok(event) = tokio::time::timeout(Duration::from_millis(500), events.recv()).await {
+            let event = event.unwrap();
+            println!("cluster: {event:?}");
+            if matches!(event, ConnectionEvent::Resubscribed { .. }) {
+                // Settled only if nothing else comes within the next timeout.
+                match tokio::time::timeout(Duration::from_millis(500), events.recv()).await {
+                    Err(_) => settled = true,
+                    Ok(event) => println!("cluster: {:?}", event.unwrap()),
                 }
             }
-            Err(_) => {}
         }
     }
     // The crate's cluster connection may also resubscribe by itself; either way:
