@@ -320,8 +320,11 @@ impl Subscriber {
     }
 
     /// Adds `handler` for messages on `channel` (SUBSCRIBE on the first handler). Returns
-    /// once the server confirmed the subscription; while reconnecting, once it is made
-    /// again. Several handlers per channel are fine; each gets every message.
+    /// once the server confirmed the subscription; while the server is unreachable, once
+    /// the next connection has made it (wrap the call in a timeout to bound the wait; the
+    /// subscription stays recorded either way). Fails with the server's error when it
+    /// refuses (e.g. NOPERM), and then nothing is kept. Several handlers per channel are
+    /// fine; each gets every message.
     pub async fn subscribe(
         &self,
         channel: &str,
