@@ -440,3 +440,47 @@ async fn stop_waits_for_handlers_in_flight(backend: Backend) {
     let refused = subscriber.subscribe("later", |_m: Message| async {}).await;
     assert!(matches!(refused, Err(Error::Stopped)), "{refused:?}");
 }
+
+/// A subscription the server refuses (an ACL without the channel) fails with the
+/// server's error and is not kept for replay; allowed ones still work. Redis only: Herald
+/// has no ACL, and the embedded engine refuses nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_subscriptions_fail_and_are_forgotten() {
+    let backend = Backend::start(common::Kind::Redis).await;
+    let mut admin = backend.admin().await;
+    let () = redis::cmd("ACL")
+        .arg("SETUSER")
+        .arg("limited")
+        .arg(&["on", "nopass", "resetchannels", "&allowed:*", "+@all"])
+        .query_async(&mut admin)
+        .await
+        .unwrap();
+    let url = format!("redis://limited:x@127.0.0.1:{}/", backend.port().unwrap());
+    let herald = herald_client::Herald::connect(&url).await.unwrap();
+    let subscriber = herald.subscriber().unwrap();
+    let refused = subscriber
+        .subscribe("forbidden", |_m: Message| async {})
+        .await
+        .unwrap_err();
+    assert!(
+        refused.to_string().to_lowercase().contains("noperm"),
+        "{refused}"
+    );
+    assert!(!refused.is_connection_error());
+    assert!(subscriber.subscriptions().is_empty());
+    let mut allowed = subscriber.stream("allowed:1").await.unwrap();
+    assert_eq!(
+        backend
+            .herald
+            .publisher()
+            .publish("allowed:1", "ok")
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(
+        next(&mut allowed).await.unwrap().unwrap().payload_str(),
+        Some("ok")
+    );
+    subscriber.stop().await;
+}
