@@ -484,3 +484,43 @@ async fn refused_subscriptions_fail_and_are_forgotten() {
     );
     subscriber.stop().await;
 }
+
+/// Two embedded handles over one engine and store see each other's messages and keys,
+/// as front-ends sharing the engine in one process would.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn embedded_handles_can_share_an_engine_and_store() {
+    let engine = Arc::new(herald_engine::Engine::new());
+    let store = Arc::new(herald_store::Store::new());
+    let first = herald_client::Herald::embedded_with(Arc::clone(&engine), Arc::clone(&store));
+    let second = herald_client::Herald::embedded_with(engine, store);
+    let separate = herald_client::Herald::embedded();
+    assert!(first.is_embedded());
+    let subscriber = first.subscriber().unwrap();
+    let mut shared = subscriber.stream("shared").await.unwrap();
+    assert_eq!(second.publisher().publish("shared", "hi").await.unwrap(), 1);
+    assert_eq!(
+        next(&mut shared).await.unwrap().unwrap().payload_str(),
+        Some("hi")
+    );
+    assert_eq!(
+        separate
+            .publisher()
+            .publish("shared", "lost")
+            .await
+            .unwrap(),
+        0
+    );
+    let sent = second
+        .notifications()
+        .send_to_user("1", herald_client::NotificationKind::Info, "t", "m", None)
+        .await
+        .unwrap();
+    assert_eq!(first.notifications().recent("1", 5).await.unwrap(), [sent]);
+    assert!(separate
+        .notifications()
+        .recent("1", 5)
+        .await
+        .unwrap()
+        .is_empty());
+    subscriber.stop().await;
+}
