@@ -1,0 +1,379 @@
+//! `redis+cluster://` URLs against a real three-node Redis Cluster started here (Herald
+//! has no cluster protocol and embedded mode no network, so this suite is Redis-only):
+//! pub/sub through channels, patterns and shard channels on several nodes, the event
+//! bus, notifications with mark_as_read, and reconnects after CLIENT KILL on every node.
+
+#![cfg(feature = "cluster")]
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::net::TcpListener as StdListener;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::{collector, recv, TEST_TIMEOUT, WAIT};
+use herald_client::{
+    Backoff, ConnectionEvent, Event, Herald, Message, NotificationKind, Subscriber,
+};
+
+const NODES: usize = 3;
+const SLOTS: u16 = 16384;
+
+struct Cluster {
+    ports: Vec<u16>,
+    children: Vec<Child>,
+    dir: PathBuf,
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for child in &mut self.children {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn free_ports(count: usize) -> Vec<u16> {
+    // Hold them all at once so that no two are the same.
+    let listeners: Vec<StdListener> = (0..count)
+        .map(|_| StdListener::bind("127.0.0.1:0").unwrap())
+        .collect();
+    listeners
+        .iter()
+        .map(|listener| listener.local_addr().unwrap().port())
+        .collect()
+}
+
+async fn node(port: u16) -> redis::aio::MultiplexedConnection {
+    redis::Client::open(format!("redis://127.0.0.1:{port}/"))
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap()
+}
+
+async fn start_cluster() -> Cluster {
+    let ports = free_ports(NODES * 2);
+    let (ports, bus_ports) = ports.split_at(NODES);
+    let dir = std::env::temp_dir().join(format!(
+        "herald-client-cluster-{}-{}",
+        std::process::id(),
+        ports[0]
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut cluster = Cluster {
+        ports: ports.to_vec(),
+        children: Vec::new(),
+        dir: dir.clone(),
+    };
+    for (port, bus_port) in ports.iter().zip(bus_ports) {
+        let child = Command::new("redis-server")
+            .args([
+                "--port",
+                &port.to_string(),
+                "--cluster-port",
+                &bus_port.to_string(),
+            ])
+            .args(["--bind", "127.0.0.1", "--cluster-enabled", "yes"])
+            .args(["--cluster-config-file", &format!("nodes-{port}.conf")])
+            .args(["--save", "", "--appendonly", "no", "--daemonize", "no"])
+            .arg("--dir")
+            .arg(&dir)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server");
+        cluster.children.push(child);
+    }
+    let deadline = tokio::time::Instant::now() + WAIT;
+    for &port in ports {
+        loop {
+            let up = match redis::Client::open(format!("redis://127.0.0.1:{port}/")) {
+                Ok(client) => client.get_multiplexed_async_connection().await.is_ok(),
+                Err(_) => false,
+            };
+            if up {
+                break;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "node {port} did not start"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    // Slots split in three, then everyone meets the first node.
+    let per_node = SLOTS / NODES as u16;
+    for (index, &port) in ports.iter().enumerate() {
+        let first = per_node * index as u16;
+        let last = if index == NODES - 1 {
+            SLOTS - 1
+        } else {
+            first + per_node - 1
+        };
+        let () = redis::cmd("CLUSTER")
+            .arg("ADDSLOTSRANGE")
+            .arg(first)
+            .arg(last)
+            .query_async(&mut node(port).await)
+            .await
+            .unwrap();
+        if index > 0 {
+            let () = redis::cmd("CLUSTER")
+                .arg("MEET")
+                .arg("127.0.0.1")
+                .arg(port)
+                .arg(bus_ports[index])
+                .query_async(&mut node(ports[0]).await)
+                .await
+                .unwrap();
+        }
+    }
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    'wait: loop {
+        let mut all_ok = true;
+        for &port in ports {
+            let info: String = redis::cmd("CLUSTER")
+                .arg("INFO")
+                .query_async(&mut node(port).await)
+                .await
+                .unwrap();
+            if !info.contains("cluster_state:ok")
+                || !info.contains(&format!("cluster_known_nodes:{NODES}"))
+            {
+                all_ok = false;
+            }
+        }
+        if all_ok {
+            break 'wait;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the cluster did not converge"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    cluster
+}
+
+impl Cluster {
+    fn url(&self) -> String {
+        let hosts: Vec<String> = self
+            .ports
+            .iter()
+            .map(|port| format!("127.0.0.1:{port}"))
+            .collect();
+        format!("redis+cluster://{}", hosts.join(","))
+    }
+
+    /// The node that owns `key`'s slot.
+    async fn owner(&self, key: &str) -> u16 {
+        let slot: u16 = redis::cmd("CLUSTER")
+            .arg("KEYSLOT")
+            .arg(key)
+            .query_async(&mut node(self.ports[0]).await)
+            .await
+            .unwrap();
+        let per_node = SLOTS / NODES as u16;
+        self.ports[usize::from(slot / per_node).min(NODES - 1)]
+    }
+}
+
+async fn expect(expected: Vec<String>, got: &mut tokio::sync::mpsc::UnboundedReceiver<String>) {
+    let mut seen = Vec::new();
+    let label = expected[0].split('=').nth(1).unwrap().to_owned();
+    while seen.len() < expected.len() {
+        let item = recv(got).await;
+        if item.ends_with(&format!("={label}")) {
+            seen.push(item);
+        }
+    }
+    seen.sort();
+    assert_eq!(seen, expected);
+}
+
+async fn cluster_flow() {
+    let cluster = start_cluster().await;
+    let herald = Herald::connect(&cluster.url()).await.unwrap();
+    let subscriber = Subscriber::builder(&herald)
+        .backoff(Backoff {
+            initial: Duration::from_millis(20),
+            max: Duration::from_millis(200),
+            factor: 2.0,
+        })
+        .build()
+        .unwrap();
+    let mut events = subscriber.events();
+    let (tx, mut got) = collector::<String>();
+    let handler = |tx: &Arc<tokio::sync::mpsc::UnboundedSender<String>>| {
+        let tx = Arc::clone(tx);
+        move |msg: Message| {
+            let tx = Arc::clone(&tx);
+            async move {
+                tx.send(format!("{}={}", msg.channel, msg.payload_str().unwrap()))
+                    .unwrap();
+            }
+        }
+    };
+    subscriber.subscribe("c:news", handler(&tx)).await.unwrap();
+    subscriber
+        .psubscribe("c:news.*", handler(&tx))
+        .await
+        .unwrap();
+    // Shard channels owned by different nodes.
+    let mut shard_channels: Vec<String> = Vec::new();
+    let mut owners = Vec::new();
+    for n in 0..200 {
+        let name = format!("s:{n}");
+        let owner = cluster.owner(&name).await;
+        if !owners.contains(&owner) {
+            owners.push(owner);
+            shard_channels.push(name);
+        }
+        if owners.len() == NODES {
+            break;
+        }
+    }
+    assert_eq!(shard_channels.len(), NODES);
+    for name in &shard_channels {
+        subscriber.ssubscribe(name, handler(&tx)).await.unwrap();
+    }
+
+    let round = |label: &'static str| {
+        let herald = herald.clone();
+        let shard_channels = shard_channels.clone();
+        async move {
+            let publisher = herald.publisher();
+            let deadline = tokio::time::Instant::now() + WAIT;
+            let mut expected = vec![format!("c:news={label}"), format!("c:news.eu={label}")];
+            // Classic messages travel the cluster bus; the count is the local node's.
+            loop {
+                match publisher.publish("c:news", label).await {
+                    Ok(_) => break,
+                    Err(err)
+                        if err.is_connection_error() && tokio::time::Instant::now() < deadline =>
+                    {
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
+                    Err(err) => panic!("publish: {err}"),
+                }
+            }
+            publisher.publish("c:news.eu", label).await.unwrap();
+            for name in &shard_channels {
+                assert_eq!(publisher.spublish(name, label).await.unwrap(), 1, "{name}");
+                expected.push(format!("{name}={label}"));
+            }
+            expected.sort();
+            expected
+        }
+    };
+    let expected = round("one").await;
+    expect(expected, &mut got).await;
+    let publisher = herald.publisher();
+    assert_eq!(publisher.subscriber_count("c:news").await.unwrap(), 1);
+    assert_eq!(publisher.pattern_count().await.unwrap(), 1);
+    assert_eq!(
+        publisher.active_channels(Some("c:*")).await.unwrap(),
+        ["c:news"]
+    );
+
+    // Every node cuts its pub/sub clients; the subscriber comes back on all of them.
+    for &port in &cluster.ports {
+        let _: i64 = redis::cmd("CLIENT")
+            .arg("KILL")
+            .arg("TYPE")
+            .arg("pubsub")
+            .query_async(&mut node(port).await)
+            .await
+            .unwrap();
+    }
+    // The kills reach the nodes one after the other, so a reconnect made after the first
+    // may be cut by the next: wait until the last event is a resubscription and nothing
+    // follows it for a while.
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let mut settled = false;
+    while !settled {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no resubscription after CLIENT KILL"
+        );
+        if let Ok(event) = tokio::time::timeout(Duration::from_millis(500), events.recv()).await {
+            let event = event.unwrap();
+            println!("cluster: {event:?}");
+            if matches!(event, ConnectionEvent::Resubscribed { .. }) {
+                // Settled only if nothing else comes within the next timeout.
+                match tokio::time::timeout(Duration::from_millis(500), events.recv()).await {
+                    Err(_) => settled = true,
+                    Ok(event) => println!("cluster: {:?}", event.unwrap()),
+                }
+            }
+        }
+    }
+    // The crate's cluster connection may also resubscribe by itself; either way:
+    let expected = round("two").await;
+    expect(expected, &mut got).await;
+
+    // The event bus and notifications (WATCH/MULTI/EXEC on the key's node).
+    let bus = herald.event_bus();
+    let (event_tx, mut events_seen) = collector::<String>();
+    bus.on_pattern("c.*", move |event: Event| {
+        let event_tx = Arc::clone(&event_tx);
+        async move { event_tx.send(event.event_type).unwrap() }
+    })
+    .await
+    .unwrap();
+    bus.emit("c.created", &1).await.unwrap();
+    assert_eq!(recv(&mut events_seen).await, "c.created");
+    let notifications = herald.notifications();
+    let first = notifications
+        .send_to_user("9", NotificationKind::Info, "a", "b", None)
+        .await
+        .unwrap();
+    notifications
+        .send_to_user("9", NotificationKind::Error, "c", "d", None)
+        .await
+        .unwrap();
+    assert!(notifications.mark_as_read("9", first.id).await.unwrap());
+    assert_eq!(notifications.unread_count("9").await.unwrap(), 1);
+    let history = notifications.recent("9", 10).await.unwrap();
+    assert_eq!(
+        history
+            .iter()
+            .map(|n| (n.title.as_str(), n.read))
+            .collect::<Vec<_>>(),
+        [("c", false), ("a", true)]
+    );
+    bus.stop().await;
+    subscriber.stop().await;
+    drop(cluster);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redis_cluster_works_through_a_cluster_url() {
+    tokio::time::timeout(TEST_TIMEOUT, cluster_flow())
+        .await
+        .expect("test timed out");
+}
+
+#[tokio::test]
+async fn malformed_cluster_urls_are_refused() {
+    for url in [
+        "redis+cluster://",
+        "redis+cluster://127.0.0.1:1/0",
+        "redis+cluster://,",
+    ] {
+        let err = Herald::connect(url).await.unwrap_err();
+        assert!(
+            matches!(err, herald_client::Error::InvalidUrl(_)),
+            "{url}: {err}"
+        );
+    }
+    let err = Herald::connect("nonsense://x").await.unwrap_err();
+    assert!(matches!(err, herald_client::Error::InvalidUrl(_)), "{err}");
+}
