@@ -2,7 +2,8 @@
 //! HELP), XACK, XPENDING, XCLAIM and XAUTOCLAIM.
 
 use bytes::Bytes;
-use herald_store::stream::consume::{self, ClaimOptions, GroupStart, PendingQuery};
+use herald_store::stream::claim::{self, ClaimOptions, PendingQuery};
+use herald_store::stream::consume::{self, GroupStart};
 use herald_store::stream::id::{self, BoundSide};
 
 use super::streams::{or_reply, parse_ids, write_delivered, write_id, WRITE};
@@ -249,7 +250,7 @@ fn xpending(session: &mut Session, out: &mut Output<'_>, args: &[Bytes]) -> Flow
     }
     if args.len() == 3 {
         if let Some(summary) = with_db(session, out, |db, now| {
-            consume::pending_summary(db, &args[1], &args[2], now)
+            claim::pending_summary(db, &args[1], &args[2], now)
         }) {
             let mut reply = out.reply();
             reply.array(4);
@@ -308,7 +309,7 @@ fn xpending(session: &mut Session, out: &mut Output<'_>, args: &[Bytes]) -> Flow
         consumer: extra.first().cloned(),
     };
     if let Some(found) = with_db(session, out, |db, now| {
-        consume::pending_range(db, &args[1], &args[2], &query, now)
+        claim::pending_range(db, &args[1], &args[2], &query, now)
     }) {
         let now = unix_time_millis();
         let mut reply = out.reply();
@@ -421,7 +422,7 @@ fn xclaim(session: &mut Session, out: &mut Output<'_>, args: &[Bytes]) -> Flow {
         .map(|at| at as u64);
     let just_id = options.just_id;
     if let Some(claimed) = with_db(session, out, |db, now| {
-        consume::claim(db, &args[1], &args[2], &args[3], &ids, &options, now)
+        claim::claim(db, &args[1], &args[2], &args[3], &ids, &options, now)
     }) {
         write_delivered(&mut out.reply(), &claimed, just_id);
     }
@@ -474,7 +475,7 @@ fn xautoclaim(session: &mut Session, out: &mut Output<'_>, args: &[Bytes]) -> Fl
         j += 1;
     }
     if let Some(result) = with_db(session, out, |db, now| {
-        consume::auto_claim(
+        claim::auto_claim(
             db,
             &args[1],
             &args[2],

@@ -6,13 +6,15 @@
 //! - [`entries`]: the compact block storage of entries, trimming.
 //! - [`group`]: consumer groups, consumers and the pending-entry list.
 //! - [`ops`]: XADD, XRANGE, XDEL, XTRIM, XSETID, XREAD on a [`crate::Db`].
-//! - [`consume`]: XGROUP, XREADGROUP, XACK, XPENDING, XCLAIM, XAUTOCLAIM on a `Db`.
+//! - [`consume`]: XGROUP, XREADGROUP, XACK on a `Db`.
+//! - [`claim`]: XPENDING, XCLAIM, XAUTOCLAIM on a `Db`.
 //!
 //! A [`Stream`] is a plain value inside [`crate::Value`]: no global state, so the whole
 //! keyspace, streams and groups included, stays reachable for a snapshot. Operations
 //! return the concrete IDs they produced (XADD's ID, the new group position), so a future
 //! append-only log can record them deterministically.
 
+pub mod claim;
 pub mod consume;
 pub mod entries;
 pub mod group;
