@@ -317,7 +317,10 @@ mod tests {
         // XGROUP CREATE ... 0 ENTRIESREAD 7: behind the first entry, so estimated.
         assert_eq!(stream.lag(&Group::new(StreamId::MIN, Some(7))), Some(1));
         // XGROUP SETID ... <last> ENTRIESREAD 2: trusted, even negative.
-        assert_eq!(stream.lag(&Group::new(StreamId::new(5, 0), Some(2))), Some(-1));
+        assert_eq!(
+            stream.lag(&Group::new(StreamId::new(5, 0), Some(2))),
+            Some(-1)
+        );
         // An emptied stream trusts the counter (Redis 7.0.15 answers 3 here).
         let mut emptied = Stream::new();
         for ms in 1..=6 {
