@@ -382,3 +382,35 @@ async fn flushall_and_swapdb_reach_blocked_group_readers() {
         .expect(b"-WRONGTYPE Operation against a key holding the wrong kind of value\r\n")
         .await;
 }
+
+#[tokio::test]
+async fn an_expiring_stream_errors_its_blocked_group_readers() {
+    let server = TestServer::start().await;
+    let mut admin = server.client().await;
+    let mut reader = server.client().await;
+    admin
+        .cmd(&[b"XGROUP", b"CREATE", b"s", b"g", b"$", b"MKSTREAM"])
+        .await;
+    admin.expect(b"+OK\r\n").await;
+    admin.cmd(&[b"PEXPIRE", b"s", b"100"]).await;
+    admin.expect(b":1\r\n").await;
+    reader
+        .cmd(&[
+            b"XREADGROUP",
+            b"GROUP",
+            b"g",
+            b"c",
+            b"BLOCK",
+            b"0",
+            b"STREAMS",
+            b"s",
+            b">",
+        ])
+        .await;
+    // Nobody touches the database again: active expiry alone must answer the reader.
+    reader
+        .expect(
+            b"-NOGROUP No such key 's' or consumer group 'g' in XREADGROUP with GROUP option\r\n",
+        )
+        .await;
+}
