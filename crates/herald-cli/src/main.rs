@@ -207,6 +207,8 @@ fn run_server(
         .build()
         .context("cannot start the async runtime")?;
     runtime.block_on(async {
+        // Signal handlers first: a SIGTERM right after "ready" must stop the server.
+        let shutdown = shutdown_signal();
         let engine = Arc::new(herald_engine::Engine::new());
         let server = Server::bind_with_engine(&config, Arc::clone(&engine)).await?;
         let gateway = match gateway {
@@ -222,7 +224,7 @@ fn run_server(
         let signal = {
             let stop = stop.clone();
             async move {
-                shutdown_signal().await;
+                shutdown.await;
                 stop.cancel();
             }
         };
@@ -241,26 +243,39 @@ fn run_server(
 }
 
 /// Resolves on SIGINT or SIGTERM.
-async fn shutdown_signal() {
-    let interrupt = tokio::signal::ctrl_c();
+/// A future that completes on SIGINT or SIGTERM. The handlers are installed when this is
+/// called, not when the future is first polled: the server logs "ready" before it awaits
+/// the future, and a signal sent right after that line must stop it cleanly instead of
+/// killing it with the default action. Must be called inside the runtime.
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{signal, SignalKind};
-        match signal(SignalKind::terminate()) {
-            Ok(mut terminate) => {
-                tokio::select! {
-                    _ = interrupt => tracing::info!("received SIGINT"),
-                    _ = terminate.recv() => tracing::info!("received SIGTERM"),
+        let interrupt = signal(SignalKind::interrupt());
+        let terminate = signal(SignalKind::terminate());
+        async move {
+            match (interrupt, terminate) {
+                (Ok(mut interrupt), Ok(mut terminate)) => {
+                    tokio::select! {
+                        _ = interrupt.recv() => tracing::info!("received SIGINT"),
+                        _ = terminate.recv() => tracing::info!("received SIGTERM"),
+                    }
                 }
-            }
-            Err(err) => {
-                tracing::warn!(%err, "cannot listen for SIGTERM; only SIGINT stops the server");
-                let _ = interrupt.await;
+                (Ok(mut interrupt), Err(err)) => {
+                    tracing::warn!(%err, "cannot listen for SIGTERM; only SIGINT stops the server");
+                    interrupt.recv().await;
+                }
+                (Err(err), _) => {
+                    tracing::warn!(%err, "cannot listen for SIGINT; falling back to ctrl_c");
+                    let _ = tokio::signal::ctrl_c().await;
+                }
             }
         }
     }
     #[cfg(not(unix))]
     {
-        let _ = interrupt.await;
+        async {
+            let _ = tokio::signal::ctrl_c().await;
+        }
     }
 }

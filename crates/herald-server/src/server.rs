@@ -291,7 +291,11 @@ async fn cron(shared: Arc<Shared>) {
         }
         let persistence = shared.persistence();
         let (flags, events) = shared.store.with(|keyspace| {
-            keyspace.active_expire_cycle(unix_time_millis());
+            let now = unix_time_millis();
+            keyspace.active_expire_cycle(now);
+            // A stream that expired under blocked group readers answers them now (NOGROUP),
+            // not at the next command that happens to touch its database.
+            keyspace.serve_blocked(now);
             if let Some(persistence) = &persistence {
                 persistence.log_effects(keyspace);
             }

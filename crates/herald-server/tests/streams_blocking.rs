@@ -336,3 +336,81 @@ async fn redis_crate_xread_block_times_out_with_nil() {
         assert!(started.elapsed() >= Duration::from_millis(100));
     }
 }
+
+#[tokio::test]
+async fn flushall_and_swapdb_reach_blocked_group_readers() {
+    let server = TestServer::start().await;
+    let mut admin = server.client().await;
+    let mut reader = server.client().await;
+    let nogroup =
+        b"-NOGROUP No such key 's' or consumer group 'g' in XREADGROUP with GROUP option\r\n";
+    let block = [
+        &b"XREADGROUP"[..],
+        b"GROUP",
+        b"g",
+        b"c",
+        b"BLOCK",
+        b"0",
+        b"STREAMS",
+        b"s",
+        b">",
+    ];
+    admin
+        .cmd(&[b"XGROUP", b"CREATE", b"s", b"g", b"$", b"MKSTREAM"])
+        .await;
+    admin.expect(b"+OK\r\n").await;
+    reader.cmd(&block).await;
+    wait_until_blocked(&mut admin, 1).await;
+    admin.cmd(&[b"FLUSHALL"]).await;
+    admin.expect(b"+OK\r\n").await;
+    reader.expect(nogroup).await;
+
+    // Database 0 gets database 1's string under the same name: WRONGTYPE.
+    admin
+        .cmd(&[b"XGROUP", b"CREATE", b"s", b"g", b"$", b"MKSTREAM"])
+        .await;
+    admin.expect(b"+OK\r\n").await;
+    admin.cmd(&[b"SELECT", b"1"]).await;
+    admin.expect(b"+OK\r\n").await;
+    admin.cmd(&[b"SET", b"s", b"x"]).await;
+    admin.expect(b"+OK\r\n").await;
+    reader.cmd(&block).await;
+    wait_until_blocked(&mut admin, 1).await;
+    admin.cmd(&[b"SWAPDB", b"0", b"1"]).await;
+    admin.expect(b"+OK\r\n").await;
+    reader
+        .expect(b"-WRONGTYPE Operation against a key holding the wrong kind of value\r\n")
+        .await;
+}
+
+#[tokio::test]
+async fn an_expiring_stream_errors_its_blocked_group_readers() {
+    let server = TestServer::start().await;
+    let mut admin = server.client().await;
+    let mut reader = server.client().await;
+    admin
+        .cmd(&[b"XGROUP", b"CREATE", b"s", b"g", b"$", b"MKSTREAM"])
+        .await;
+    admin.expect(b"+OK\r\n").await;
+    admin.cmd(&[b"PEXPIRE", b"s", b"100"]).await;
+    admin.expect(b":1\r\n").await;
+    reader
+        .cmd(&[
+            b"XREADGROUP",
+            b"GROUP",
+            b"g",
+            b"c",
+            b"BLOCK",
+            b"0",
+            b"STREAMS",
+            b"s",
+            b">",
+        ])
+        .await;
+    // Nobody touches the database again: active expiry alone must answer the reader.
+    reader
+        .expect(
+            b"-NOGROUP No such key 's' or consumer group 'g' in XREADGROUP with GROUP option\r\n",
+        )
+        .await;
+}

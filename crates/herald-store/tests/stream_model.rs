@@ -7,7 +7,8 @@
 use std::collections::BTreeMap;
 
 use bytes::Bytes;
-use herald_store::stream::consume::{self, ClaimOptions, GroupFrom, GroupStart, PendingQuery};
+use herald_store::stream::claim::{self, ClaimOptions, PendingQuery};
+use herald_store::stream::consume::{self, GroupFrom, GroupStart};
 use herald_store::stream::id::AddId;
 use herald_store::stream::ops;
 use herald_store::stream::StreamId;
@@ -63,7 +64,7 @@ fn check(db: &mut Db, model: &Model, now: u64) -> Result<(), TestCaseError> {
         min_idle_ms: 0,
         consumer: None,
     };
-    let pending = consume::pending_range(db, &key, GROUP, &query, now).unwrap();
+    let pending = claim::pending_range(db, &key, GROUP, &query, now).unwrap();
     let got: Vec<(StreamId, Bytes, u64)> = pending
         .into_iter()
         .map(|(id, p)| (id, p.consumer, p.deliveries))
@@ -74,7 +75,7 @@ fn check(db: &mut Db, model: &Model, now: u64) -> Result<(), TestCaseError> {
         .map(|(id, (c, n))| (*id, consumer(*c), *n))
         .collect();
     prop_assert_eq!(got, want);
-    let summary = consume::pending_summary(db, &key, GROUP, now).unwrap();
+    let summary = claim::pending_summary(db, &key, GROUP, now).unwrap();
     prop_assert_eq!(summary.count, model.pel.len());
     for (name, held) in summary.consumers {
         let expected = model
@@ -149,7 +150,7 @@ proptest! {
                 }
                 Op::Claim(c, i) => {
                     if let Some(&id) = model.added.get(i) {
-                        let claimed = consume::claim(&mut db, &key, &group, &consumer(c), &[id], &ClaimOptions::default(), now).unwrap();
+                        let claimed = claim::claim(&mut db, &key, &group, &consumer(c), &[id], &ClaimOptions::default(), now).unwrap();
                         let exists = model.entries.contains_key(&id);
                         match model.pel.get_mut(&id) {
                             Some(entry) if exists => {
@@ -165,7 +166,7 @@ proptest! {
                     }
                 }
                 Op::AutoClaim(c, count) => {
-                    let result = consume::auto_claim(&mut db, &key, &group, &consumer(c), 0, StreamId::MIN, count, false, now).unwrap();
+                    let result = claim::auto_claim(&mut db, &key, &group, &consumer(c), 0, StreamId::MIN, count, false, now).unwrap();
                     let mut claimed = Vec::new();
                     let mut deleted = Vec::new();
                     let ids: Vec<StreamId> = model.pel.keys().copied().collect();

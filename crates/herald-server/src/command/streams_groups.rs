@@ -2,7 +2,8 @@
 //! HELP), XACK, XPENDING, XCLAIM and XAUTOCLAIM.
 
 use bytes::Bytes;
-use herald_store::stream::consume::{self, ClaimOptions, GroupStart, PendingQuery};
+use herald_store::stream::claim::{self, ClaimOptions, PendingQuery};
+use herald_store::stream::consume::{self, GroupStart};
 use herald_store::stream::id::{self, BoundSide};
 use herald_store::stream::{ops, propagate};
 
@@ -250,7 +251,7 @@ fn xpending(session: &mut Session, out: &mut Output<'_>, args: &[Bytes]) -> Flow
     }
     if args.len() == 3 {
         if let Some(summary) = with_db(session, out, |db, now| {
-            consume::pending_summary(db, &args[1], &args[2], now)
+            claim::pending_summary(db, &args[1], &args[2], now)
         }) {
             let mut reply = out.reply();
             reply.array(4);
@@ -309,7 +310,7 @@ fn xpending(session: &mut Session, out: &mut Output<'_>, args: &[Bytes]) -> Flow
         consumer: extra.first().cloned(),
     };
     if let Some(found) = with_db(session, out, |db, now| {
-        consume::pending_range(db, &args[1], &args[2], &query, now)
+        claim::pending_range(db, &args[1], &args[2], &query, now)
     }) {
         let now = unix_time_millis();
         let mut reply = out.reply();
@@ -423,7 +424,7 @@ fn xclaim(session: &mut Session, out: &mut Output<'_>, args: &[Bytes]) -> Flow {
     let just_id = options.just_id;
     let mut records = Vec::new();
     if let Some(claimed) = with_db(session, out, |db, now| {
-        let claimed = consume::claim(db, &args[1], &args[2], &args[3], &ids, &options, now)?;
+        let claimed = claim::claim(db, &args[1], &args[2], &args[3], &ids, &options, now)?;
         if let Some(stream) = ops::stream(db, &args[1], now)? {
             records = propagate::group_records(stream, &args[1], &args[2], Some(&args[3]), &ids);
         }
@@ -482,7 +483,7 @@ fn xautoclaim(session: &mut Session, out: &mut Output<'_>, args: &[Bytes]) -> Fl
     }
     let mut records = Vec::new();
     if let Some(result) = with_db(session, out, |db, now| {
-        let result = consume::auto_claim(
+        let result = claim::auto_claim(
             db,
             &args[1],
             &args[2],

@@ -6,7 +6,8 @@
 //! - [`entries`]: the compact block storage of entries, trimming.
 //! - [`group`]: consumer groups, consumers and the pending-entry list.
 //! - [`ops`]: XADD, XRANGE, XDEL, XTRIM, XSETID, XREAD on a [`crate::Db`].
-//! - [`consume`]: XGROUP, XREADGROUP, XACK, XPENDING, XCLAIM, XAUTOCLAIM on a `Db`.
+//! - [`consume`]: XGROUP, XREADGROUP, XACK on a `Db`.
+//! - [`claim`]: XPENDING, XCLAIM, XAUTOCLAIM on a `Db`.
 //! - [`propagate`]: group reads, claims, trims and whole streams as replayable commands.
 //!
 //! A [`Stream`] is a plain value inside [`crate::Value`]: no global state, so the whole
@@ -14,6 +15,7 @@
 //! return the concrete IDs they produced (XADD's ID, the new group position), so a future
 //! append-only log can record them deterministically.
 
+pub mod claim;
 pub mod consume;
 pub mod entries;
 pub mod group;
@@ -237,11 +239,11 @@ impl Stream {
             return Some(0);
         }
         // The counter is trusted with no tombstone ahead (Redis 7.0) and, as redis-py's
-        // tests expect of 7.2, only while it does not exceed entries-added: an ENTRIESREAD
-        // beyond it falls back to the estimate instead of a negative lag.
+        // tests expect of 7.2, only while the group is not behind the first entry; then
+        // an ENTRIESREAD set beyond entries-added shows as a negative lag.
         if let Some(read) = group.entries_read {
             if !self.range_has_tombstones(group.last_id, StreamId::MAX)
-                && read <= self.entries_added
+                && group.last_id >= self.first_id()
             {
                 return Some(difference(read));
             }
@@ -308,6 +310,26 @@ mod tests {
             full.next_id(AddId::Auto, 5),
             Err(StoreError::StreamExhausted)
         );
+    }
+
+    #[test]
+    fn entries_read_counters_are_trusted_only_from_the_first_entry_on() {
+        let mut stream = Stream::new();
+        stream.append(StreamId::new(5, 0), &fields());
+        // XGROUP CREATE ... 0 ENTRIESREAD 7: behind the first entry, so estimated.
+        assert_eq!(stream.lag(&Group::new(StreamId::MIN, Some(7))), Some(1));
+        // XGROUP SETID ... <last> ENTRIESREAD 2: trusted, even negative.
+        assert_eq!(
+            stream.lag(&Group::new(StreamId::new(5, 0), Some(2))),
+            Some(-1)
+        );
+        // An emptied stream trusts the counter (Redis 7.0.15 answers 3 here).
+        let mut emptied = Stream::new();
+        for ms in 1..=6 {
+            emptied.append(StreamId::new(ms, 0), &fields());
+        }
+        emptied.trim(Trim::MaxLen(0), false, None);
+        assert_eq!(emptied.lag(&Group::new(StreamId::MIN, Some(3))), Some(3));
     }
 
     #[test]
