@@ -2,7 +2,7 @@
 //! start-up.
 //!
 //! # Layout
-//! - [`format`]: the record format (Redis's: each command a RESP multibulk array) and a
+//! - [`mod@format`]: the record format (Redis's: each command a RESP multibulk array) and a
 //!   reader that tells a truncated tail apart from corruption in the middle, by offset.
 //! - [`writer`]: the [`AofWriter`] that the server appends to while it holds the keyspace
 //!   lock, and the background thread that writes and fsyncs batches (group commit) under
