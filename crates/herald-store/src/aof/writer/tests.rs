@@ -1,0 +1,215 @@
+//! Tests of the writer: policies, group commit, shutdown, rewrites, a full disk.
+use super::*;
+use crate::aof::format::{encode_command, AofEntry, AofReader};
+
+fn temp_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!(
+        "herald-aof-{name}-{}-{:?}",
+        std::process::id(),
+        std::thread::current().id()
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn commands_in(path: &Path) -> Vec<Vec<String>> {
+    let bytes = std::fs::read(path).unwrap();
+    let mut reader = AofReader::new(&bytes[..]);
+    let mut out = Vec::new();
+    while let Some((_, entry)) = reader.next_entry().unwrap() {
+        match entry {
+            AofEntry::Command(args) => out.push(
+                args.iter()
+                    .map(|a| String::from_utf8_lossy(a).into_owned())
+                    .collect(),
+            ),
+            AofEntry::Transaction(_) => panic!("unexpected transaction"),
+        }
+    }
+    out
+}
+
+fn append(writer: &AofWriter, words: &[&str]) -> u64 {
+    writer.append_with(|out| encode_command(out, words))
+}
+
+#[tokio::test]
+async fn every_policy_reaches_the_file_before_the_reply() {
+    for policy in [FsyncPolicy::Always, FsyncPolicy::EverySec, FsyncPolicy::No] {
+        let dir = temp_dir(&format!("policy-{policy}"));
+        let path = dir.join("appendonly.aof");
+        let writer = AofWriter::open(&path, policy).unwrap();
+        let first = append(&writer, &["SET", "a", "1"]);
+        let second = append(&writer, &["SET", "b", "2"]);
+        assert_eq!((first, second), (1, 2));
+        writer.durable(second).await;
+        assert!(writer.is_written(second));
+        assert_eq!(
+            commands_in(&path),
+            vec![vec!["SET", "a", "1"], vec!["SET", "b", "2"]],
+            "{policy}"
+        );
+        assert_eq!(
+            writer.status().current_size,
+            std::fs::metadata(&path).unwrap().len()
+        );
+    }
+}
+
+#[tokio::test]
+async fn concurrent_appends_keep_their_order_and_share_fsyncs() {
+    let dir = temp_dir("group");
+    let path = dir.join("appendonly.aof");
+    let writer = Arc::new(AofWriter::open(&path, FsyncPolicy::Always).unwrap());
+    let mut tasks = Vec::new();
+    for task in 0..8 {
+        let writer = Arc::clone(&writer);
+        tasks.push(tokio::spawn(async move {
+            for n in 0..50 {
+                let sequence = append(&writer, &["RPUSH", &format!("l{task}"), &n.to_string()]);
+                writer.durable(sequence).await;
+            }
+        }));
+    }
+    for task in tasks {
+        task.await.unwrap();
+    }
+    let commands = commands_in(&path);
+    assert_eq!(commands.len(), 400);
+    for task in 0..8 {
+        let values: Vec<String> = commands
+            .iter()
+            .filter(|c| c[1] == format!("l{task}"))
+            .map(|c| c[2].clone())
+            .collect();
+        let expected: Vec<String> = (0..50).map(|n: i32| n.to_string()).collect();
+        assert_eq!(values, expected);
+    }
+}
+
+#[test]
+fn shutdown_flushes_what_is_buffered() {
+    let dir = temp_dir("shutdown");
+    let path = dir.join("appendonly.aof");
+    let writer = AofWriter::open(&path, FsyncPolicy::No).unwrap();
+    for n in 0..100 {
+        append(&writer, &["SET", "k", &n.to_string()]);
+    }
+    drop(writer);
+    assert_eq!(commands_in(&path).len(), 100);
+}
+
+#[tokio::test]
+async fn reopening_appends_after_the_existing_records() {
+    let dir = temp_dir("reopen");
+    let path = dir.join("appendonly.aof");
+    {
+        let writer = AofWriter::open(&path, FsyncPolicy::Always).unwrap();
+        let sequence = append(&writer, &["SET", "a", "1"]);
+        writer.durable(sequence).await;
+    }
+    let writer = AofWriter::open(&path, FsyncPolicy::Always).unwrap();
+    assert!(writer.status().base_size > 0);
+    let sequence = append(&writer, &["SET", "b", "2"]);
+    writer.durable(sequence).await;
+    assert_eq!(commands_in(&path).len(), 2);
+}
+
+#[tokio::test]
+async fn a_rewrite_keeps_the_appends_made_while_it_ran() {
+    let dir = temp_dir("rewrite");
+    let path = dir.join("appendonly.aof");
+    let writer = AofWriter::open(&path, FsyncPolicy::EverySec).unwrap();
+    for n in 0..10 {
+        append(&writer, &["INCR", "counter"]);
+        append(&writer, &["SET", "n", &n.to_string()]);
+    }
+    assert!(writer.begin_rewrite());
+    assert!(!writer.begin_rewrite(), "one rewrite at a time");
+    // The snapshot of the state at begin_rewrite, written while appends continue.
+    let snapshot = dir.join("temp-rewrite.aof");
+    let mut bytes = Vec::new();
+    encode_command(&mut bytes, &["SET", "counter", "10"]);
+    encode_command(&mut bytes, &["SET", "n", "9"]);
+    std::fs::write(&snapshot, &bytes).unwrap();
+    let during = append(&writer, &["SET", "after", "yes"]);
+    writer.finish_rewrite(&snapshot).unwrap();
+    writer.durable(during).await;
+    let last = append(&writer, &["DEL", "n"]);
+    writer.durable(last).await;
+    assert_eq!(
+        commands_in(&path),
+        vec![
+            vec!["SET", "counter", "10"],
+            vec!["SET", "n", "9"],
+            vec!["SET", "after", "yes"],
+            vec!["DEL", "n"],
+        ]
+    );
+    assert!(!snapshot.exists());
+    let status = writer.status();
+    assert!(!status.rewriting);
+    assert!(status.base_size < status.current_size);
+}
+
+#[test]
+fn a_failed_rewrite_leaves_the_live_file_alone() {
+    let dir = temp_dir("rewrite-fail");
+    let path = dir.join("appendonly.aof");
+    let writer = AofWriter::open(&path, FsyncPolicy::EverySec).unwrap();
+    append(&writer, &["SET", "a", "1"]);
+    assert!(
+        writer.finish_rewrite(&dir.join("missing")).is_err(),
+        "not begun"
+    );
+    assert!(writer.begin_rewrite());
+    assert!(writer.finish_rewrite(&dir.join("missing")).is_err());
+    assert!(!writer.status().rewriting);
+    append(&writer, &["SET", "b", "2"]);
+    drop(writer);
+    assert_eq!(commands_in(&path).len(), 2);
+}
+
+#[tokio::test]
+async fn a_full_disk_refuses_writes_and_acknowledges_nothing() {
+    let path = Path::new("/dev/full");
+    if !path.exists() {
+        return;
+    }
+    let writer = AofWriter::open(path, FsyncPolicy::EverySec).unwrap();
+    assert!(writer.writable().is_ok());
+    let sequence = append(&writer, &["SET", "a", "1"]);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while writer.writable().is_ok() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let error = writer.writable().unwrap_err();
+    assert!(error.contains("space"), "{error}");
+    // everysec answers (the data is in memory, retried), as Redis does ...
+    tokio::time::timeout(Duration::from_secs(1), writer.durable(sequence))
+        .await
+        .expect("an everysec reply does not hang on a failing disk");
+    assert!(!writer.is_written(sequence));
+    assert!(
+        writer.status().buffered > 0,
+        "the failed bytes stay buffered"
+    );
+    // ... always does not: nothing is acknowledged that is not on disk.
+    writer.set_policy(FsyncPolicy::Always);
+    let acknowledged =
+        tokio::time::timeout(Duration::from_millis(300), writer.durable(sequence)).await;
+    assert!(
+        acknowledged.is_err(),
+        "a write that failed was acknowledged"
+    );
+}
+
+#[test]
+fn policies_parse_like_redis() {
+    assert_eq!("Always".parse(), Ok(FsyncPolicy::Always));
+    assert_eq!("everysec".parse(), Ok(FsyncPolicy::EverySec));
+    assert_eq!("no".parse(), Ok(FsyncPolicy::No));
+    assert!("sometimes".parse::<FsyncPolicy>().is_err());
+    assert_eq!(FsyncPolicy::EverySec.to_string(), "everysec");
+}
