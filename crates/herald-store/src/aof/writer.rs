@@ -50,6 +50,14 @@ use tokio::sync::watch;
 /// How often `everysec` fsyncs, and how often a failed write or fsync is retried.
 const FSYNC_INTERVAL: Duration = Duration::from_secs(1);
 
+/// Under `everysec` and `no`, how long the thread lets appends gather before it writes
+/// them: one `write` per interval instead of one per wake-up (Redis writes once per
+/// event-loop iteration). Replies do not wait for it under these policies.
+const WRITE_LINGER: Duration = Duration::from_millis(1);
+
+/// Buffered bytes that end a linger at once.
+const LINGER_MAX_BYTES: usize = 1 << 20;
+
 /// Failed writes tolerated at shutdown before giving up,
 /// so that a full disk cannot keep the process from exiting.
 const SHUTDOWN_ATTEMPTS: u32 = 3;
@@ -206,8 +214,15 @@ impl AofWriter {
         }
         state.appended += 1;
         let sequence = state.appended;
+        // The thread needs a wake-up only when it may be idle: the first append of a
+        // batch. `always` waits for every batch, so it is woken each time.
+        let wake = start == 0
+            || state.policy == FsyncPolicy::Always
+            || state.pending.len() >= LINGER_MAX_BYTES;
         drop(state);
-        self.shared.wake.notify_one();
+        if wake {
+            self.shared.wake.notify_one();
+        }
         sequence
     }
 
@@ -349,6 +364,7 @@ impl WriterThread {
     fn run(mut self) {
         let shared = Arc::clone(&self.shared);
         let mut shutdown_failures = 0;
+        let mut lingered = false;
         loop {
             let mut state = shared.state.lock();
             if let Some((snapshot, reply)) = state.switch.take() {
@@ -373,6 +389,16 @@ impl WriterThread {
                     .wait_for(&mut state, wait.max(Duration::from_millis(1)));
                 continue;
             }
+            let linger = state.policy != FsyncPolicy::Always
+                && !state.shutdown
+                && !failing
+                && state.pending.len() < LINGER_MAX_BYTES;
+            if linger && !lingered && !state.pending.is_empty() {
+                lingered = true;
+                shared.wake.wait_for(&mut state, WRITE_LINGER);
+                continue;
+            }
+            lingered = false;
             let shutdown = state.shutdown && state.pending.is_empty();
             std::mem::swap(&mut self.batch, &mut state.pending);
             let sequence = state.appended;
