@@ -119,7 +119,8 @@ pub const CONFIG: CommandSpec =
         ..BASE
     };
 
-/// Parameters CONFIG GET shows, in CONFIG GET * order.
+/// Parameters CONFIG GET shows, in CONFIG GET * order (the persistence ones follow,
+/// from [`super::persistence::PARAMETERS`]).
 const PARAMETERS: &[&str] = &[
     "bind",
     "port",
@@ -130,13 +131,6 @@ const PARAMETERS: &[&str] = &[
     "client-query-buffer-limit",
     "client-output-buffer-limit",
     "notify-keyspace-events",
-    "appendonly",
-    "appendfsync",
-    "appendfilename",
-    "dir",
-    "aof-load-truncated",
-    "auto-aof-rewrite-percentage",
-    "auto-aof-rewrite-min-size",
 ];
 
 fn parameter_value(shared: &Shared, name: &str) -> String {
@@ -169,6 +163,7 @@ fn config_get(session: &mut Session, out: &mut Output<'_>, args: &[Bytes]) -> Fl
         .collect();
     let matched: Vec<&str> = PARAMETERS
         .iter()
+        .chain(super::persistence::PARAMETERS)
         .copied()
         .filter(|name| globs.iter().any(|glob| glob.matches(name.as_bytes())))
         .collect();
