@@ -45,6 +45,15 @@ fn assert_same(got: &State, want: &State, context: &str) {
     assert!(differences.is_empty(), "{context}: {differences:#?}");
 }
 
+/// Starts a server on `config`'s file and asserts it holds `before`.
+async fn assert_restarts_as(config: ServerConfig, before: &State, context: &str) {
+    let restarted = TestServer::with_config(config).await;
+    let mut conn = restarted.connection(false).await;
+    assert_same(&dump(&mut conn).await, before, context);
+    drop(conn);
+    restarted.stop().await;
+}
+
 fn aof_path(dir: &Path) -> PathBuf {
     dir.join("appendonly.aof")
 }
@@ -278,15 +287,12 @@ async fn random_writes_survive_a_restart_and_a_rewrite() {
         drop(conn);
         restarted.stop().await;
 
-        let rewritten = TestServer::with_config(aof_config(&dir, "everysec")).await;
-        let mut conn = rewritten.connection(false).await;
-        assert_same(
-            &dump(&mut conn).await,
+        assert_restarts_as(
+            aof_config(&dir, "everysec"),
             &before,
             &format!("seed {seed}: after rewrite"),
-        );
-        drop(conn);
-        rewritten.stop().await;
+        )
+        .await;
         let _ = std::fs::remove_dir_all(&dir);
     }
 }
@@ -364,11 +370,7 @@ async fn a_rewrite_under_load_loses_nothing() {
     drop(setup);
     server.stop().await;
 
-    let restarted = TestServer::with_config(aof_config(&dir, "always")).await;
-    let mut conn = restarted.connection(false).await;
-    assert_same(&dump(&mut conn).await, &before, "after restart");
-    drop(conn);
-    restarted.stop().await;
+    assert_restarts_as(aof_config(&dir, "always"), &before, "after restart").await;
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -551,11 +553,7 @@ async fn config_set_appendonly_writes_the_current_keyspace() {
     drop(conn);
     server.stop().await;
 
-    let restarted = TestServer::with_config(aof_config(&dir, "always")).await;
-    let mut conn = restarted.connection(false).await;
-    assert_same(&dump(&mut conn).await, &before, "after restart");
-    drop(conn);
-    restarted.stop().await;
+    assert_restarts_as(aof_config(&dir, "always"), &before, "after restart").await;
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -598,11 +596,7 @@ async fn blocked_clients_served_by_a_push_are_logged_after_it() {
     drop(conn);
     server.stop().await;
 
-    let restarted = TestServer::with_config(aof_config(&dir, "always")).await;
-    let mut conn = restarted.connection(false).await;
-    assert_same(&dump(&mut conn).await, &before, "after restart");
-    drop(conn);
-    restarted.stop().await;
+    assert_restarts_as(aof_config(&dir, "always"), &before, "after restart").await;
     let _ = std::fs::remove_dir_all(&dir);
 }
 
