@@ -2,77 +2,26 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::process::Command;
 
-const HERALD: &str = env!("CARGO_BIN_EXE_herald");
-const WAIT: Duration = Duration::from_secs(10);
+mod common;
 
-/// A `herald server` child process, killed if the test fails early.
-struct Running {
-    child: Child,
-    addr: String,
-    log: mpsc::Receiver<String>,
+use common::{start, Running, HERALD, WAIT};
+
+/// `herald server ARGS` with the gateway on an ephemeral port: parallel tests must not
+/// all claim its default port.
+fn start_server(args: &[&str]) -> Running {
+    start(args.iter().copied().chain(["--http-port", "0"]))
 }
 
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// A one-shot RESP exchange with a running server.
+trait Exchange {
+    fn command(&self, request: &[u8], reply_len: usize) -> Vec<u8>;
 }
 
-fn start(args: &[&str]) -> Running {
-    let mut child = Command::new(HERALD)
-        .arg("server")
-        .args(args)
-        // Parallel tests must not all claim the gateway's default port.
-        .args(["--http-port", "0"])
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn herald");
-    let stderr = child.stderr.take().unwrap();
-    let (lines, log) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if lines.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    let mut running = Running {
-        child,
-        addr: String::new(),
-        log,
-    };
-    let ready = running.wait_for("ready to accept connections");
-    running.addr = ready
-        .rsplit("addr=")
-        .next()
-        .expect("address in the ready line")
-        .trim()
-        .to_owned();
-    running
-}
-
-impl Running {
-    fn wait_for(&self, needle: &str) -> String {
-        loop {
-            let line = self
-                .log
-                .recv_timeout(WAIT)
-                .unwrap_or_else(|_| panic!("herald never logged {needle:?}"));
-            if line.contains(needle) {
-                return line;
-            }
-        }
-    }
-
+impl Exchange for Running {
     fn command(&self, request: &[u8], reply_len: usize) -> Vec<u8> {
         let mut stream = TcpStream::connect(&self.addr).unwrap();
         stream.set_read_timeout(Some(WAIT)).unwrap();
@@ -81,28 +30,11 @@ impl Running {
         stream.read_exact(&mut reply).unwrap();
         reply
     }
-
-    fn terminate(mut self) -> std::process::ExitStatus {
-        let status = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(status.success());
-        self.wait_for("bye bye");
-        let deadline = Instant::now() + WAIT;
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status;
-            }
-            assert!(Instant::now() < deadline, "herald did not exit");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
 }
 
 #[test]
 fn serves_and_stops_cleanly_on_sigterm() {
-    let server = start(&["--port", "0", "--bind", "127.0.0.1"]);
+    let server = start_server(&["--port", "0", "--bind", "127.0.0.1"]);
     assert_eq!(server.command(b"PING\r\n", 7), b"+PONG\r\n");
     let status = server.terminate();
     assert!(status.success(), "{status:?}");
@@ -115,7 +47,7 @@ fn config_file_and_flags_combine() {
     let file = dir.join("herald.toml");
     std::fs::write(&file, "requirepass = \"from-file\"\nport = 6379\n").unwrap();
     // The flag wins over the file's port.
-    let server = start(&["--config", file.to_str().unwrap(), "--port", "0"]);
+    let server = start_server(&["--config", file.to_str().unwrap(), "--port", "0"]);
     assert_eq!(
         server.command(b"PING\r\n", 34),
         b"-NOAUTH Authentication required.\r\n"

@@ -8,84 +8,29 @@
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{mpsc, Arc, Mutex};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-const HERALD: &str = env!("CARGO_BIN_EXE_herald");
-const WAIT: Duration = Duration::from_secs(10);
+mod common;
+
+use common::{Running, HERALD, WAIT};
+
 /// SIGKILL points per run.
 const KILL_POINTS: usize = 20;
 const WRITERS: usize = 4;
 
-struct Running {
-    child: Child,
-    addr: String,
-    log: mpsc::Receiver<String>,
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
+/// `herald server` with the append-only file in `dir` (and no gateway), plus `extra`.
 fn start(dir: &Path, extra: &[&str]) -> Running {
-    let mut child = Command::new(HERALD)
-        .args([
-            "server",
-            "--port",
-            "0",
-            "--no-http",
-            "--appendonly",
-            "yes",
-            "--dir",
-        ])
-        .arg(dir)
-        .args(extra)
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn herald");
-    let stderr = child.stderr.take().unwrap();
-    let (lines, log) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if lines.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    let mut running = Running {
-        child,
-        addr: String::new(),
-        log,
-    };
-    let ready = running.wait_for("ready to accept connections");
-    running.addr = ready.rsplit("addr=").next().unwrap().trim().to_owned();
-    running
-}
-
-impl Running {
-    fn wait_for(&self, needle: &str) -> String {
-        loop {
-            let line = self
-                .log
-                .recv_timeout(WAIT)
-                .unwrap_or_else(|_| panic!("herald never logged {needle:?}"));
-            if line.contains(needle) {
-                return line;
-            }
-        }
-    }
-
-    fn kill9(mut self) {
-        self.child.kill().unwrap();
-        self.child.wait().unwrap();
-    }
+    let mut args: Vec<&std::ffi::OsStr> =
+        ["--port", "0", "--no-http", "--appendonly", "yes", "--dir"]
+            .iter()
+            .map(std::ffi::OsStr::new)
+            .collect();
+    args.push(dir.as_os_str());
+    args.extend(extra.iter().map(std::ffi::OsStr::new));
+    common::start(args)
 }
 
 /// A blocking RESP client good enough for `SET`, `GET` and `INCR`.
@@ -249,11 +194,7 @@ fn sigterm_flushes_everything_under_appendfsync_no() {
             format!(":{}", n + 1)
         );
     }
-    let status = Command::new("kill")
-        .args(["-TERM", &server.child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
+    server.send_sigterm();
     server.wait_for("append-only file flushed and fsynced");
     drop(server);
     let server = start(&dir, &[]);

@@ -1,0 +1,110 @@
+//! A `herald server` child process for the binary's tests: stderr read on a thread,
+//! the RESP address taken from the "ready" line, killed when dropped.
+
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+
+use std::ffi::OsStr;
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+pub const HERALD: &str = env!("CARGO_BIN_EXE_herald");
+pub const WAIT: Duration = Duration::from_secs(10);
+
+/// A running `herald server`.
+pub struct Running {
+    pub child: Child,
+    /// The RESP address from the "ready to accept connections" line.
+    pub addr: String,
+    log: mpsc::Receiver<String>,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts `herald server ARGS` and waits until it accepts connections.
+pub fn start<I, S>(args: I) -> Running
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<OsStr>,
+{
+    let mut child = Command::new(HERALD)
+        .arg("server")
+        .args(args)
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn herald");
+    let stderr = child.stderr.take().unwrap();
+    let (lines, log) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if lines.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let mut running = Running {
+        child,
+        addr: String::new(),
+        log,
+    };
+    let ready = running.wait_for("ready to accept connections");
+    running.addr = ready
+        .rsplit("addr=")
+        .next()
+        .expect("address in the ready line")
+        .trim()
+        .to_owned();
+    running
+}
+
+impl Running {
+    /// The next log line containing `needle` (earlier lines are skipped).
+    pub fn wait_for(&self, needle: &str) -> String {
+        loop {
+            let line = self
+                .log
+                .recv_timeout(WAIT)
+                .unwrap_or_else(|_| panic!("herald never logged {needle:?}"));
+            if line.contains(needle) {
+                return line;
+            }
+        }
+    }
+
+    /// Sends SIGTERM and waits for the goodbye line and the exit.
+    pub fn terminate(mut self) -> std::process::ExitStatus {
+        self.send_sigterm();
+        self.wait_for("bye bye");
+        let deadline = Instant::now() + WAIT;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "herald did not exit");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Sends SIGTERM without waiting.
+    pub fn send_sigterm(&self) {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
+    /// SIGKILL, and reap it.
+    pub fn kill9(mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+}
