@@ -69,16 +69,6 @@ pub enum FormatError {
 }
 
 impl FormatError {
-    /// Where reading stopped: the first byte that is not part of a sound entry.
-    pub fn offset(&self) -> Option<u64> {
-        match self {
-            FormatError::Truncated { offset } | FormatError::Corrupt { offset, .. } => {
-                Some(*offset)
-            }
-            FormatError::Io(_) => None,
-        }
-    }
-
     /// A crash's signature: only the tail is incomplete.
     pub fn is_truncated(&self) -> bool {
         matches!(self, FormatError::Truncated { .. })
