@@ -79,6 +79,12 @@ fn bad_input_exits_with_code_2_and_a_message() {
         usage_error(&["server", "--config", "/nonexistent/herald.toml"]).contains("cannot read")
     );
     assert!(usage_error(&["frobnicate"]).contains("frobnicate"));
+    assert!(usage_error(&["server", "--appendonly", "maybe"]).contains("'yes' or 'no'"));
+    assert!(usage_error(&["server", "--appendfsync", "sometimes"]).contains("appendfsync"));
+    assert!(usage_error(&["server", "--appendfilename", "a/b.aof"]).contains("just a filename"));
+    assert!(
+        usage_error(&["server", "--auto-aof-rewrite-min-size", "lots"]).contains("memory value")
+    );
 }
 
 #[test]

@@ -520,6 +520,23 @@ async fn config_set_appendonly_writes_the_current_keyspace() {
     let mut conn = server.connection(false).await;
     run(&mut conn, &["RPUSH", "early", "a", "b"]).await.unwrap();
     assert_eq!(info_field(&mut conn, "aof_enabled").await, "0");
+    let refused = run(&mut conn, &["BGREWRITEAOF"]).await.unwrap_err();
+    assert!(
+        refused.to_string().contains("needs appendonly yes"),
+        "{refused}"
+    );
+    for (name, value, why) in [
+        ("dir", "/tmp", "immutable"),
+        ("appendfilename", "other.aof", "immutable"),
+        ("auto-aof-rewrite-percentage", "-1", "between 0 and"),
+        ("auto-aof-rewrite-min-size", "lots", "memory value"),
+        ("appendonly", "maybe", "'yes' or 'no'"),
+    ] {
+        let bad = run(&mut conn, &["CONFIG", "SET", name, value])
+            .await
+            .unwrap_err();
+        assert!(bad.to_string().contains(why), "{name} {value}: {bad}");
+    }
     run(&mut conn, &["CONFIG", "SET", "appendonly", "yes"])
         .await
         .unwrap();
@@ -570,12 +587,29 @@ async fn blocked_clients_served_by_a_push_are_logged_after_it() {
             run(&mut conn, &words).await.unwrap()
         })
     };
+    let mut conn = server.connection(false).await;
+    run(
+        &mut conn,
+        &["XGROUP", "CREATE", "tasks", "workers", "$", "MKSTREAM"],
+    )
+    .await
+    .unwrap();
     let pop = blocked(vec!["BLPOP", "jobs", "5"]);
     let mover = blocked(vec!["BLMOVE", "inbox", "done", "RIGHT", "LEFT", "5"]);
-    let mut conn = server.connection(false).await;
+    let reader = blocked(vec![
+        "XREADGROUP",
+        "GROUP",
+        "workers",
+        "w1",
+        "BLOCK",
+        "5000",
+        "STREAMS",
+        "tasks",
+        ">",
+    ]);
     for _ in 0..200 {
         let waiting = info_blocked(&mut conn).await;
-        if waiting == 2 {
+        if waiting == 3 {
             break;
         }
         tokio::time::sleep(Duration::from_millis(5)).await;
@@ -592,6 +626,18 @@ async fn blocked_clients_served_by_a_push_are_logged_after_it() {
         ])
     );
     assert_eq!(mover.await.unwrap(), Value::BulkString(b"b".to_vec()));
+    run(&mut conn, &["XADD", "tasks", "*", "job", "1"])
+        .await
+        .unwrap();
+    // The blocked group read took the entry: its pending-entry record must replay.
+    assert!(matches!(reader.await.unwrap(), Value::Array(found) if found.len() == 1));
+    let pending = run(&mut conn, &["XPENDING", "tasks", "workers"])
+        .await
+        .unwrap();
+    assert!(
+        matches!(&pending, Value::Array(summary) if summary[0] == Value::Int(1)),
+        "{pending:?}"
+    );
     let before = dump(&mut conn).await;
     drop(conn);
     server.stop().await;
