@@ -5,7 +5,8 @@
 //! take the channel's snapshot (an `Arc` clone), then delivers with no lock held, so
 //! publishers never wait on each other and a subscribe waits at most for a map lookup.
 //! Entries with no subscriber left are deleted at once, so PUBSUB CHANNELS and memory
-//! reflect live subscriptions only.
+//! reflect live subscriptions only. Each entry also carries its channel's
+//! [`Activity`] (publish counter and rate) for dashboards.
 
 use std::collections::hash_map::DefaultHasher;
 use std::collections::HashMap;
@@ -15,6 +16,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use parking_lot::RwLock;
 
+use crate::activity::{Activity, ChannelActivity, ChannelOrder, TopChannels};
 use crate::glob::Glob;
 use crate::message::ClientId;
 use crate::outbox::Outbox;
@@ -24,7 +26,14 @@ use crate::subscribers::{Snapshot, SubscriberSet};
 /// listing every channel stays cheap.
 pub const CHANNEL_SHARDS: usize = 32;
 
-type Shard = RwLock<HashMap<Bytes, SubscriberSet>>;
+/// One channel: its subscribers and its activity.
+#[derive(Debug, Default)]
+struct Entry {
+    set: SubscriberSet,
+    activity: Activity,
+}
+
+type Shard = RwLock<HashMap<Bytes, Entry>>;
 
 /// The channels of one scope; see the module docs.
 #[derive(Debug, Default)]
@@ -43,12 +52,12 @@ impl ChannelMap {
     pub fn subscribe(&self, channel: &[u8], outbox: &Arc<Outbox>) -> bool {
         let mut shard = self.shard(channel).write();
         match shard.get_mut(channel) {
-            Some(set) => set.insert(outbox),
+            Some(entry) => entry.set.insert(outbox),
             None => {
-                let mut set = SubscriberSet::default();
-                set.insert(outbox);
+                let mut entry = Entry::default();
+                entry.set.insert(outbox);
                 // Owned, so the name never pins the subscriber's network read buffer.
-                shard.insert(Bytes::copy_from_slice(channel), set);
+                shard.insert(Bytes::copy_from_slice(channel), entry);
                 true
             }
         }
@@ -57,11 +66,11 @@ impl ChannelMap {
     /// Removes `client` from `channel`; false when it was not subscribed.
     pub fn unsubscribe(&self, channel: &[u8], client: ClientId) -> bool {
         let mut shard = self.shard(channel).write();
-        let Some(set) = shard.get_mut(channel) else {
+        let Some(entry) = shard.get_mut(channel) else {
             return false;
         };
-        let removed = set.remove(client);
-        if set.is_empty() {
+        let removed = entry.set.remove(client);
+        if entry.set.is_empty() {
             shard.remove(channel);
             if shard.len() < shard.capacity() / 4 {
                 shard.shrink_to_fit();
@@ -70,12 +79,12 @@ impl ChannelMap {
         removed
     }
 
-    /// The subscribers of `channel` now, if any.
-    pub fn snapshot(&self, channel: &[u8]) -> Option<Snapshot> {
-        self.shard(channel)
-            .read()
-            .get(channel)
-            .map(SubscriberSet::snapshot)
+    /// The subscribers of `channel` now, if any, counting a publish to it.
+    pub fn snapshot_for_publish(&self, channel: &[u8]) -> Option<Snapshot> {
+        self.shard(channel).read().get(channel).map(|entry| {
+            entry.activity.count_publish();
+            entry.set.snapshot()
+        })
     }
 
     /// Subscribers of `channel`.
@@ -83,7 +92,38 @@ impl ChannelMap {
         self.shard(channel)
             .read()
             .get(channel)
-            .map_or(0, SubscriberSet::len)
+            .map_or(0, |entry| entry.set.len())
+    }
+
+    /// Folds every channel's publishes since the last call into its rate; see
+    /// [`Activity::sample`].
+    pub fn sample_rates(&self, elapsed: std::time::Duration) {
+        for shard in &self.shards {
+            for entry in shard.read().values() {
+                entry.activity.sample(elapsed);
+            }
+        }
+    }
+
+    /// The `limit` top channels by `order` whose names contain `search` (any channel
+    /// when `None` or empty). One walk, at most `limit` rows held.
+    pub fn top(
+        &self,
+        order: ChannelOrder,
+        limit: usize,
+        search: Option<&[u8]>,
+    ) -> Vec<ChannelActivity> {
+        let search = search.filter(|needle| !needle.is_empty());
+        let mut top = TopChannels::new(order, limit);
+        for shard in &self.shards {
+            for (name, entry) in shard.read().iter() {
+                if search.is_some_and(|needle| !contains(name, needle)) {
+                    continue;
+                }
+                top.offer(entry.set.len(), &entry.activity, || name.clone());
+            }
+        }
+        top.into_sorted()
     }
 
     /// Channel names, optionally only those matching `filter`.
@@ -110,4 +150,10 @@ impl ChannelMap {
     pub fn is_empty(&self) -> bool {
         self.shards.iter().all(|shard| shard.read().is_empty())
     }
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack
+        .windows(needle.len())
+        .any(|window| window == needle)
 }

@@ -7,6 +7,7 @@
 //!   Redis's hard/soft output-buffer limits (the slow-consumer policy).
 //! - [`subscribers`]: one channel's or pattern's subscribers, with copy-on-write snapshots.
 //! - [`channels`]: one scope's channel map (classic or shard), sharded.
+//! - [`activity`]: per-channel publish rates and top-K channel queries for dashboards.
 //! - [`trie`]: the compressed byte trie the pattern index files patterns in.
 //! - [`patterns`]: the pattern set, indexed by literal prefix/suffix, with a result cache.
 //! - [`counter`]: per-thread counter slots for the publish path.
@@ -17,6 +18,7 @@
 //! knows nothing of sockets, RESP, HTTP or metrics exporters; it exposes plain counters
 //! ([`EngineStats`]) for the front-ends to render.
 
+pub mod activity;
 pub mod channels;
 pub mod counter;
 pub mod glob;
@@ -27,6 +29,7 @@ pub mod registry;
 pub mod subscribers;
 pub mod trie;
 
+pub use activity::{ChannelActivity, ChannelOrder};
 pub use glob::Glob;
 pub use message::{ClientId, Delivery, DeliveryKind, Message, Scope, WireFormat};
 pub use outbox::{

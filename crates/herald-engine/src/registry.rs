@@ -17,9 +17,11 @@
 //! order. A client subscribed both ways therefore gets `message` before `pmessage`.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 
+use crate::activity::{ChannelActivity, ChannelOrder};
 use crate::channels::ChannelMap;
 use crate::counter::ShardedCounter;
 use crate::glob::Glob;
@@ -101,7 +103,7 @@ impl Engine {
     /// never consult patterns.
     pub fn publish(&self, scope: Scope, channel: Bytes, payload: Bytes) -> usize {
         self.published.add(1);
-        let subscribers = self.map(scope).snapshot(&channel);
+        let subscribers = self.map(scope).snapshot_for_publish(&channel);
         let matches = match scope {
             Scope::Classic if !self.patterns.is_empty() => Some(self.patterns.matching(&channel)),
             _ => None,
@@ -155,6 +157,27 @@ impl Engine {
     /// Sizes of the pattern index now (it shrinks back when patterns go).
     pub fn pattern_footprint(&self) -> PatternFootprint {
         self.patterns.footprint()
+    }
+
+    /// Folds the publishes since the last call into every channel's rate (both scopes).
+    /// Call from one task, about once a second, `elapsed` after the previous call: the
+    /// gateway's dashboard sampler does. Costs one walk of the channels.
+    pub fn sample_channel_rates(&self, elapsed: Duration) {
+        self.classic.sample_rates(elapsed);
+        self.shard.sample_rates(elapsed);
+    }
+
+    /// The `limit` (at most [`crate::activity::MAX_TOP_CHANNELS`]) top channels of
+    /// `scope` by `order`, among those whose name contains `search`. Rates are as of the
+    /// last [`Engine::sample_channel_rates`]; 0 if nothing samples.
+    pub fn top_channels(
+        &self,
+        scope: Scope,
+        order: ChannelOrder,
+        limit: usize,
+        search: Option<&[u8]>,
+    ) -> Vec<ChannelActivity> {
+        self.map(scope).top(order, limit, search)
     }
 
     /// A snapshot of the counters.
@@ -325,5 +348,54 @@ mod tests {
         assert_eq!(stats.messages_published, 2);
         assert_eq!(stats.deliveries, 1);
         assert_eq!(stats.channels, 1);
+    }
+
+    #[test]
+    fn top_channels_rank_by_rate_and_by_subscribers_and_filter_by_name() {
+        let engine = Engine::new();
+        let clients: Vec<_> = (1..=3).map(client).collect();
+        // orders:hot has 1 subscriber and most publishes; users:big has 3 and few.
+        engine.subscribe(Scope::Classic, b("orders:hot"), &clients[0]);
+        for outbox in &clients {
+            engine.subscribe(Scope::Classic, b("users:big"), outbox);
+        }
+        engine.subscribe(Scope::Classic, b("orders:cold"), &clients[1]);
+        for _ in 0..50 {
+            engine.publish(Scope::Classic, b("orders:hot"), b("x"));
+        }
+        for _ in 0..5 {
+            engine.publish(Scope::Classic, b("users:big"), b("x"));
+        }
+        // Not tracked: nobody subscribes.
+        engine.publish(Scope::Classic, b("nobody"), b("x"));
+        engine.sample_channel_rates(Duration::from_secs(1));
+        let names = |rows: Vec<ChannelActivity>| -> Vec<Bytes> {
+            rows.into_iter().map(|row| row.channel).collect()
+        };
+        let by_rate = engine.top_channels(Scope::Classic, ChannelOrder::Rate, 10, None);
+        assert_eq!(by_rate[0].published, 50);
+        assert!(by_rate[0].rate > by_rate[1].rate);
+        assert_eq!(
+            names(by_rate),
+            vec![b("orders:hot"), b("users:big"), b("orders:cold")]
+        );
+        let by_subscribers =
+            engine.top_channels(Scope::Classic, ChannelOrder::Subscribers, 2, None);
+        assert_eq!(by_subscribers[0].subscribers, 3);
+        assert_eq!(
+            names(by_subscribers),
+            // A tie on subscribers goes to the higher rate.
+            vec![b("users:big"), b("orders:hot")]
+        );
+        let searched = engine.top_channels(Scope::Classic, ChannelOrder::Rate, 10, Some(b"orders"));
+        assert_eq!(names(searched), vec![b("orders:hot"), b("orders:cold")]);
+        assert!(engine
+            .top_channels(Scope::Shard, ChannelOrder::Rate, 10, None)
+            .is_empty());
+        // A channel that loses its last subscriber loses its history with it.
+        engine.unsubscribe(Scope::Classic, b"orders:hot", ClientId(1));
+        engine.subscribe(Scope::Classic, b("orders:hot"), &clients[0]);
+        let again = engine.top_channels(Scope::Classic, ChannelOrder::Rate, 10, Some(b"hot"));
+        assert_eq!((again[0].published, again[0].rate), (0, 0.0));
     }
 }
