@@ -12,7 +12,9 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 use clap::Args;
-use herald_gateway::{GatewayConfig, GatewayLimits, RespSnapshot, RespStats, Verifier};
+use herald_gateway::{
+    GatewayConfig, GatewayLimits, RespSnapshot, RespStats, TokenSigner, Verifier,
+};
 use herald_server::stats::ServerStats;
 use herald_server::{ServerConfig, Shared};
 use serde::Deserialize;
@@ -58,6 +60,11 @@ pub struct GatewayArgs {
     /// Seconds between SSE keep-alive comments (default 15).
     #[arg(long, value_name = "SECS")]
     pub gateway_sse_keepalive: Option<u64>,
+    /// Development sign-in: `POST /api/dev/token` mints a token for any user id (the
+    /// notification demo's "sign in"). Loopback addresses only. Without a JWT secret, a
+    /// random one is made at start.
+    #[arg(long)]
+    pub gateway_dev_tokens: bool,
 }
 
 /// The gateway keys of the TOML file (same names as the flags).
@@ -75,6 +82,7 @@ struct GatewayFile {
     gateway_max_subscriptions: Option<usize>,
     gateway_max_connections: Option<usize>,
     gateway_sse_keepalive: Option<u64>,
+    gateway_dev_tokens: Option<bool>,
 }
 
 fn is_gateway_key(key: &str) -> bool {
@@ -107,6 +115,7 @@ pub fn split_config_file(path: &Path) -> anyhow::Result<(ServerConfig, GatewayAr
         gateway_max_subscriptions: file.gateway_max_subscriptions,
         gateway_max_connections: file.gateway_max_connections,
         gateway_sse_keepalive: file.gateway_sse_keepalive,
+        gateway_dev_tokens: file.gateway_dev_tokens.unwrap_or(false),
     };
     Ok((server, args))
 }
@@ -132,6 +141,7 @@ impl GatewayArgs {
                 .gateway_max_connections
                 .or(file.gateway_max_connections),
             gateway_sse_keepalive: self.gateway_sse_keepalive.or(file.gateway_sse_keepalive),
+            gateway_dev_tokens: self.gateway_dev_tokens || file.gateway_dev_tokens,
         }
     }
 
@@ -146,8 +156,25 @@ impl GatewayArgs {
             self.http_bind.unwrap_or(defaults.addr.ip()),
             self.http_port.unwrap_or(defaults.addr.port()),
         );
-        let verifier = match (&self.gateway_jwt_secret, &self.gateway_jwt_public_key) {
-            (Some(secret), None) => Some(Verifier::hs256(secret.as_bytes())?),
+        if self.gateway_dev_tokens && !addr.ip().is_loopback() {
+            bail!(
+                "refusing --gateway-dev-tokens on {addr}, which is not a loopback address: development sign-in lets anyone sign in as anyone"
+            );
+        }
+        if self.gateway_dev_tokens && self.gateway_jwt_public_key.is_some() {
+            bail!("--gateway-dev-tokens signs with an HS256 secret: give --gateway-jwt-secret (or nothing, for a random one) instead of --gateway-jwt-public-key");
+        }
+        let mut dev_tokens = None;
+        let mut secret = self.gateway_jwt_secret.clone().map(String::into_bytes);
+        if self.gateway_dev_tokens {
+            let key = secret.get_or_insert_with(|| {
+                tracing::info!("development sign-in: gateway tokens are signed with a random secret made at start");
+                rand::random::<[u8; 32]>().to_vec()
+            });
+            dev_tokens = Some(Arc::new(TokenSigner::hs256(key)?));
+        }
+        let verifier = match (&secret, &self.gateway_jwt_public_key) {
+            (Some(secret), None) => Some(Verifier::hs256(secret)?),
             (None, Some(path)) => Some(Verifier::public_key_file(
                 path,
                 self.gateway_jwt_algorithm.as_deref(),
@@ -196,6 +223,8 @@ impl GatewayArgs {
             limits,
             sse_keep_alive,
             output_limits: defaults.output_limits,
+            dev_tokens,
+            notifications: None,
         }))
     }
 }
@@ -230,8 +259,60 @@ impl RespStats for RespCounters {
 }
 
 /// The gateway's configuration with the RESP server's output limits, so that one
-/// `CONFIG SET client-output-buffer-limit` governs browsers too.
-pub fn wire(mut config: GatewayConfig, shared: &Arc<Shared>) -> GatewayConfig {
+/// `CONFIG SET client-output-buffer-limit` governs browsers too, and the notification
+/// history reached through `resp` (see [`notification_service`]).
+pub fn wire(
+    mut config: GatewayConfig,
+    shared: &Arc<Shared>,
+    notifications: Option<herald_client::NotificationService>,
+) -> GatewayConfig {
     config.output_limits = Arc::clone(shared.config.output_limits());
+    config.notifications = notifications;
     config
+}
+
+/// The notification service over a connection to this process's own RESP server, so the
+/// gateway's writes take the ordinary command path (append-only file, keyspace
+/// notifications, ACL) instead of reaching into the keyspace beside it. Call once the
+/// server accepts. `None`, with a warning, when the server cannot be reached; the
+/// gateway then answers its notification routes with 503.
+pub async fn notification_service(
+    listening: &[SocketAddr],
+    password: Option<&str>,
+) -> Option<herald_client::NotificationService> {
+    let Some(addr) = listening.first() else {
+        tracing::warn!(
+            "gateway: the RESP server has no TCP address, so the notification demo has no history"
+        );
+        return None;
+    };
+    let ip = match addr.ip() {
+        IpAddr::V4(ip) if ip.is_unspecified() => IpAddr::V4(std::net::Ipv4Addr::LOCALHOST),
+        IpAddr::V6(ip) if ip.is_unspecified() => IpAddr::V6(std::net::Ipv6Addr::LOCALHOST),
+        ip => ip,
+    };
+    let auth = password
+        .map(|password| format!(":{}@", percent_encode(password)))
+        .unwrap_or_default();
+    let url = format!("redis://{auth}{}", SocketAddr::new(ip, addr.port()));
+    match herald_client::Herald::connect(&url).await {
+        Ok(herald) => Some(herald.notifications()),
+        Err(err) => {
+            tracing::warn!(%err, "gateway: cannot reach the RESP server for the notification history");
+            None
+        }
+    }
+}
+
+/// RFC 3986 percent-encoding of everything but unreserved characters (for URL userinfo).
+fn percent_encode(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for byte in text.bytes() {
+        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'.' | b'_' | b'~') {
+            out.push(char::from(byte));
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    out
 }

@@ -165,6 +165,10 @@ fn main() -> ExitCode {
         )
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
+        // A failed log write must not become a panic: by default the subscriber reports
+        // it with eprintln!, which panics when stderr is gone (a closed pipe), and that
+        // would take down whichever request was logging.
+        .log_internal_errors(false)
         .init();
     match cli.command {
         Command::Bench(args) => herald_bench::main(args),
@@ -211,15 +215,6 @@ fn run_server(
         let shutdown = shutdown_signal();
         let engine = Arc::new(herald_engine::Engine::new());
         let server = Server::bind_with_engine(&config, Arc::clone(&engine)).await?;
-        let gateway = match gateway {
-            Some(gateway_config) => {
-                let shared = server.shared();
-                let resp = Arc::new(gateway::RespCounters(Arc::clone(shared)));
-                let gateway_config = gateway::wire(gateway_config, shared);
-                Some(herald_gateway::Gateway::bind(gateway_config, engine, Some(resp)).await?)
-            }
-            None => None,
-        };
         let stop = tokio_util::sync::CancellationToken::new();
         let signal = {
             let stop = stop.clone();
@@ -229,15 +224,26 @@ fn run_server(
             }
         };
         tokio::spawn(signal);
-        match gateway {
-            Some(gateway) => {
-                tokio::join!(
-                    server.run(stop.clone().cancelled_owned()),
-                    gateway.run(stop.cancelled_owned())
-                );
+        let shared = Arc::clone(server.shared());
+        let listening = server.local_addrs().to_vec();
+        // The RESP server runs first: the gateway's notification history is a client of it.
+        let resp = tokio::spawn(server.run(stop.clone().cancelled_owned()));
+        if let Some(gateway_config) = gateway {
+            let notifications =
+                gateway::notification_service(&listening, config.requirepass.as_deref()).await;
+            let counters = Arc::new(gateway::RespCounters(Arc::clone(&shared)));
+            let gateway_config = gateway::wire(gateway_config, &shared, notifications);
+            let bound = herald_gateway::Gateway::bind(gateway_config, engine, Some(counters)).await;
+            match bound {
+                Ok(gateway) => gateway.run(stop.clone().cancelled_owned()).await,
+                Err(err) => {
+                    stop.cancel();
+                    let _ = resp.await;
+                    return Err(err.into());
+                }
             }
-            None => server.run(stop.cancelled_owned()).await,
         }
+        resp.await.context("the RESP server task failed")?;
         Ok(())
     })
 }

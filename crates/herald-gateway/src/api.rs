@@ -7,6 +7,8 @@
 //!   the token may read unless it is an admin token.
 //! - `GET /api/numsub?channel=...`: subscribers per channel (PUBSUB NUMSUB).
 //! - `GET /healthz` (the process serves), `GET /readyz` (and is not shutting down).
+//! - the dashboard's routes ([`crate::dashboard`]), the notification demo's
+//!   ([`crate::notify`]) and the pages ([`crate::pages`]) are routed here too.
 //!
 //! Errors are JSON (`{"error": {"code", "message"}}`), unknown routes included.
 
@@ -44,6 +46,20 @@ pub fn router(hub: Arc<Hub>) -> Router {
         .route("/api/broadcast", post(broadcast))
         .route("/api/channels", get(channels))
         .route("/api/numsub", get(numsub))
+        .route("/api/stats", get(crate::dashboard::stats))
+        .route("/api/stats/stream", get(crate::dashboard::stats_stream))
+        .route("/api/top-channels", get(crate::dashboard::top_channels))
+        .route("/api/whoami", get(crate::dashboard::whoami))
+        .route("/api/notifications", get(crate::notify::list))
+        .route("/api/notifications/send", post(crate::notify::send))
+        .route(
+            "/api/notifications/{id}/read",
+            post(crate::notify::mark_read),
+        )
+        .route("/api/dev/token", post(crate::notify::dev_token))
+        .route("/", get(crate::pages::dashboard))
+        .route("/demo/notifications", get(crate::pages::notifications))
+        .route("/assets/{name}", get(crate::pages::asset))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route(

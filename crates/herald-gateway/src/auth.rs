@@ -18,7 +18,9 @@ use std::str::FromStr;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use herald_engine::Glob;
-use jsonwebtoken::{decode, errors::ErrorKind, Algorithm, DecodingKey, Validation};
+use jsonwebtoken::{
+    decode, encode, errors::ErrorKind, Algorithm, DecodingKey, EncodingKey, Header, Validation,
+};
 use serde::{Deserialize, Serialize};
 
 /// Prefix of every user's private notification channel; the user id follows.
@@ -289,6 +291,23 @@ impl Grants {
         self.expires_at
     }
 
+    /// The subscribe globs granted, as given in the token.
+    pub fn subscribe_globs(&self) -> Vec<String> {
+        Self::texts(&self.subscribe)
+    }
+
+    /// The publish globs granted, as given in the token.
+    pub fn publish_globs(&self) -> Vec<String> {
+        Self::texts(&self.publish)
+    }
+
+    fn texts(globs: &[Glob]) -> Vec<String> {
+        globs
+            .iter()
+            .map(|glob| String::from_utf8_lossy(glob.pattern()).into_owned())
+            .collect()
+    }
+
     fn own_channels(&self) -> impl Iterator<Item = String> + '_ {
         self.user
             .iter()
@@ -375,6 +394,36 @@ fn glob_covers(granted: &Glob, pattern_text: &[u8], pattern: &Glob) -> bool {
         .iter()
         .any(|byte| matches!(byte, b'*' | b'?' | b'[' | b'\\'));
     prefix_is_literal && pattern.literal_prefix().starts_with(prefix)
+}
+
+/// Mints HS256 tokens with the gateway's own secret: the development sign-in of
+/// `--gateway-dev-tokens`, never a production login.
+pub struct TokenSigner {
+    key: EncodingKey,
+}
+
+impl std::fmt::Debug for TokenSigner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TokenSigner(HS256)")
+    }
+}
+
+impl TokenSigner {
+    /// A signer for `secret`, the same secret [`Verifier::hs256`] verifies with.
+    pub fn hs256(secret: &[u8]) -> Result<Self, KeyError> {
+        if secret.is_empty() {
+            return Err(KeyError::EmptySecret);
+        }
+        Ok(TokenSigner {
+            key: EncodingKey::from_secret(secret),
+        })
+    }
+
+    /// The signed token of `claims`.
+    pub fn sign(&self, claims: &Claims) -> Result<String, AuthError> {
+        encode(&Header::new(Algorithm::HS256), claims, &self.key)
+            .map_err(|err| AuthError::Invalid(format!("cannot sign: {err}")))
+    }
 }
 
 /// Seconds since the Unix epoch.

@@ -26,6 +26,9 @@ pub enum StartError {
     /// No auth configured on an address other machines can reach.
     #[error("refusing to serve the gateway without authentication on {0}, which is not a loopback address: configure a JWT secret or public key, or pass --gateway-allow-anonymous")]
     AnonymousOnNetwork(SocketAddr),
+    /// Development sign-in asked for on an address others can reach.
+    #[error("refusing development sign-in (--gateway-dev-tokens) on {0}, which is not a loopback address: it lets anyone sign in as anyone")]
+    DevTokensOnNetwork(SocketAddr),
     /// A limit that cannot work (zero).
     #[error("invalid gateway limit: {0}")]
     BadLimit(String),

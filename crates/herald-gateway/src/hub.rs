@@ -118,6 +118,8 @@ pub struct Hub {
     pub shutdown: CancellationToken,
     /// Message frames encoded once per message for all receivers.
     pub frames: crate::protocol::FrameCache,
+    /// The dashboard's sampler.
+    pub dashboard: crate::dashboard::Dashboard,
     sessions: Mutex<HashMap<ClientId, Arc<Outbox>>>,
     next_id: AtomicU64,
 }
@@ -144,6 +146,7 @@ impl Hub {
             resp,
             shutdown: CancellationToken::new(),
             frames: crate::protocol::FrameCache::default(),
+            dashboard: crate::dashboard::Dashboard::default(),
             sessions: Mutex::new(HashMap::new()),
             next_id: AtomicU64::new(GATEWAY_CLIENT_ID_BASE),
         }

@@ -9,6 +9,8 @@
 //! - [`auth`]: JWT verification and [`auth::Grants`] (who may read/write what).
 //! - [`protocol`]: the JSON frames and the payload encoding rule.
 //! - [`ws`]: `GET /ws`; [`sse`]: `GET /sse`; [`api`]: the HTTP API, health, routing.
+//! - [`dashboard`]: the dashboard's JSON and live stream; [`notify`]: the notification
+//!   demo's API and the development sign-in; [`pages`]: the embedded HTML/JS/CSS.
 //! - [`metrics`]: `GET /metrics` and the [`metrics::RespStats`] interface through which
 //!   the binary shows the RESP side's counters.
 //! - [`error`]: start-up errors and request errors with stable codes.
@@ -18,9 +20,12 @@
 
 pub mod api;
 pub mod auth;
+pub mod dashboard;
 pub mod error;
 pub mod hub;
 pub mod metrics;
+pub mod notify;
+pub mod pages;
 pub mod protocol;
 pub mod sse;
 pub mod ws;
@@ -33,7 +38,7 @@ use std::time::Duration;
 use herald_engine::{Engine, OutputLimits};
 use tokio::net::TcpListener;
 
-pub use auth::{Claims, Grants, Verifier};
+pub use auth::{Claims, Grants, TokenSigner, Verifier};
 pub use error::{RequestError, StartError};
 pub use metrics::{RespSnapshot, RespStats};
 
@@ -84,6 +89,11 @@ pub struct GatewayConfig {
     pub sse_keep_alive: Duration,
     /// Output budgets, shared with the RESP server so one CONFIG SET governs both.
     pub output_limits: Arc<OutputLimits>,
+    /// Signer of `POST /api/dev/token` (development sign-in); `None` turns it off.
+    /// Refused on a non-loopback address.
+    pub dev_tokens: Option<Arc<TokenSigner>>,
+    /// The notification history behind `/api/notifications`; `None` answers 503.
+    pub notifications: Option<herald_client::NotificationService>,
 }
 
 impl Default for GatewayConfig {
@@ -95,6 +105,8 @@ impl Default for GatewayConfig {
             limits: GatewayLimits::default(),
             sse_keep_alive: DEFAULT_SSE_KEEP_ALIVE,
             output_limits: Arc::new(OutputLimits::default()),
+            dev_tokens: None,
+            notifications: None,
         }
     }
 }
@@ -117,6 +129,9 @@ impl Gateway {
     ) -> Result<Gateway, StartError> {
         if config.verifier.is_none() && !config.allow_anonymous && !config.addr.ip().is_loopback() {
             return Err(StartError::AnonymousOnNetwork(config.addr));
+        }
+        if config.dev_tokens.is_some() && !config.addr.ip().is_loopback() {
+            return Err(StartError::DevTokensOnNetwork(config.addr));
         }
         let limits = config.limits;
         for (name, value) in [
@@ -180,8 +195,12 @@ impl Gateway {
 async fn limit_cron(hub: Arc<hub::Hub>) {
     let mut tick = tokio::time::interval(hub::LIMIT_CRON_INTERVAL);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut dashboard = tokio::time::interval(dashboard::SAMPLE_INTERVAL);
+    dashboard.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
-        tick.tick().await;
-        hub.enforce_limits();
+        tokio::select! {
+            _ = tick.tick() => hub.enforce_limits(),
+            _ = dashboard.tick() => hub.dashboard.tick(&hub.engine),
+        }
     }
 }

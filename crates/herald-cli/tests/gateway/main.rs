@@ -5,6 +5,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
 mod auth;
+mod dashboard;
 mod flow;
 mod limits;
 
@@ -243,7 +244,7 @@ pub async fn http_json(
     (status, serde_json::from_slice(&body).unwrap())
 }
 
-async fn send_http(
+pub async fn send_http(
     addr: &str,
     method: &str,
     path: &str,

@@ -1,0 +1,526 @@
+//! The dashboard's data: server totals, a five-minute history of message rates, the top
+//! channels, and a live stream of all that.
+//!
+//! - `GET /api/stats`: totals now and the rate history ([`stats_json`]).
+//! - `GET /api/top-channels?by=rate|subscribers&limit=N&search=TEXT`: the top channels
+//!   (the engine keeps no row per channel for this; see `herald_engine::activity`).
+//! - `GET /api/stats/stream`: Server-Sent Events, one `stats` event per second with the
+//!   totals and both top-10 lists; it ends when the token expires.
+//! - `GET /api/whoami`: what the request's token allows, for the pages to adapt.
+//!
+//! Every route but `whoami` needs an operator: a token with the `admin` claim, or the
+//! anonymous mode on a loopback address ([`require_operator`]).
+//!
+//! [`Dashboard::tick`] runs once a second from the gateway's cron: it records the rates
+//! and, while someone looked at the dashboard in the last [`VIEWER_WINDOW`], folds the
+//! channels' publish counters into their rates (a walk of every channel, which is why it
+//! stops when nobody looks). This module holds its mutex only for ring-buffer updates and
+//! never across an `.await`.
+
+use std::collections::VecDeque;
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use axum::extract::{RawQuery, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use futures_util::stream::{self, Stream};
+use herald_engine::{ChannelActivity, ChannelOrder, Scope};
+use parking_lot::Mutex;
+use serde_json::{json, Value};
+
+use crate::api::{authenticate, query_pairs};
+use crate::auth::{now_secs, Grants};
+use crate::error::RequestError;
+use crate::hub::{Hub, Transport};
+
+/// Points of rate history kept: five minutes at one per second.
+pub const HISTORY_POINTS: usize = 300;
+/// How often the cron samples.
+pub const SAMPLE_INTERVAL: Duration = Duration::from_secs(1);
+/// Channel rates keep being sampled this long after the last dashboard request.
+pub const VIEWER_WINDOW: Duration = Duration::from_secs(30);
+/// Rows in each top list of the live stream.
+pub const STREAM_TOP: usize = 10;
+/// Default and largest `limit` of `/api/top-channels`.
+pub const DEFAULT_TOP: usize = 20;
+/// Largest `limit` of `/api/top-channels`.
+pub const MAX_TOP: usize = 100;
+/// Longest `search` text, bytes.
+pub const MAX_SEARCH_BYTES: usize = 256;
+
+/// One second of history.
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct Point {
+    unix_ms: u64,
+    published_per_sec: f64,
+    delivered_per_sec: f64,
+}
+
+#[derive(Debug, Default)]
+struct Samples {
+    points: VecDeque<Point>,
+    /// Engine totals (published, delivered) at the last tick.
+    last_totals: Option<(Instant, u64, u64)>,
+    /// When channel rates were last sampled.
+    last_rate_sample: Option<Instant>,
+    /// When a dashboard route was last requested.
+    last_viewed: Option<Instant>,
+}
+
+/// The dashboard's sampler state; see the module docs.
+#[derive(Debug)]
+pub struct Dashboard {
+    started: Instant,
+    state: Mutex<Samples>,
+}
+
+impl Default for Dashboard {
+    fn default() -> Self {
+        Dashboard {
+            started: Instant::now(),
+            state: Mutex::new(Samples::default()),
+        }
+    }
+}
+
+impl Dashboard {
+    /// Notes that someone is looking, so channel rates are kept up to date.
+    pub fn viewed(&self) {
+        self.state.lock().last_viewed = Some(Instant::now());
+    }
+
+    /// One sample: rate history always, channel rates while viewed.
+    pub fn tick(&self, engine: &herald_engine::Engine) {
+        let now = Instant::now();
+        let stats = engine.stats();
+        let sample_channels = {
+            let mut state = self.state.lock();
+            if let Some((at, published, delivered)) = state.last_totals {
+                let seconds = now.duration_since(at).as_secs_f64();
+                if seconds > 0.0 {
+                    let point = Point {
+                        unix_ms: unix_ms(),
+                        published_per_sec: stats.messages_published.saturating_sub(published)
+                            as f64
+                            / seconds,
+                        delivered_per_sec: stats.deliveries.saturating_sub(delivered) as f64
+                            / seconds,
+                    };
+                    if state.points.len() == HISTORY_POINTS {
+                        state.points.pop_front();
+                    }
+                    state.points.push_back(point);
+                }
+            }
+            state.last_totals = Some((now, stats.messages_published, stats.deliveries));
+            let watched = state
+                .last_viewed
+                .is_some_and(|at| now.duration_since(at) <= VIEWER_WINDOW);
+            let elapsed = state.last_rate_sample.map(|at| now.duration_since(at));
+            if watched || elapsed.is_none() {
+                state.last_rate_sample = Some(now);
+            }
+            watched.then_some(elapsed).flatten()
+        };
+        // The walk happens outside the lock; the lock only orders the timestamps.
+        if let Some(elapsed) = sample_channels {
+            engine.sample_channel_rates(elapsed);
+        }
+    }
+
+    fn history(&self) -> Vec<Point> {
+        self.state.lock().points.iter().copied().collect()
+    }
+}
+
+fn unix_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|elapsed| u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
+}
+
+/// Refuses anyone but an operator: an `admin` token, or anonymous mode on loopback.
+pub fn require_operator(hub: &Hub, grants: &Grants) -> Result<(), RequestError> {
+    if hub.config.verifier.is_none() {
+        if hub.config.addr.ip().is_loopback() {
+            return Ok(());
+        }
+        return Err(RequestError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "the dashboard needs a token with the 'admin' claim; without authentication it is served on a loopback address only",
+        ));
+    }
+    if grants.is_admin() {
+        Ok(())
+    } else {
+        Err(RequestError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "the dashboard needs a token with the 'admin' claim",
+        ))
+    }
+}
+
+fn operator(
+    hub: &Hub,
+    headers: &HeaderMap,
+    query: &[(String, String)],
+) -> Result<Grants, RequestError> {
+    let grants = authenticate(hub, headers, query)?;
+    require_operator(hub, &grants)?;
+    hub.dashboard.viewed();
+    Ok(grants)
+}
+
+/// Totals now and the rate history, as `/api/stats` answers.
+pub fn stats_json(hub: &Hub) -> Value {
+    let engine = hub.engine.stats();
+    let resp = hub
+        .resp
+        .as_ref()
+        .map(|resp| resp.snapshot())
+        .unwrap_or_default();
+    let ws = hub.stats.of(Transport::WebSocket);
+    let sse = hub.stats.of(Transport::Sse);
+    let load = |counter: &std::sync::atomic::AtomicI64| {
+        counter.load(std::sync::atomic::Ordering::Relaxed).max(0) as u64
+    };
+    let load_u =
+        |counter: &std::sync::atomic::AtomicU64| counter.load(std::sync::atomic::Ordering::Relaxed);
+    let (ws_now, sse_now) = (load(&ws.connections), load(&sse.connections));
+    let (ws_slow, sse_slow) = (load_u(&ws.slow_consumers), load_u(&sse.slow_consumers));
+    let history = hub.dashboard.history();
+    let latest = history.last().copied();
+    json!({
+        "time_ms": unix_ms(),
+        "uptime_seconds": hub.dashboard.started.elapsed().as_secs(),
+        "connections": {
+            "resp": resp.connections,
+            "ws": ws_now,
+            "sse": sse_now,
+            "total": resp.connections + ws_now + sse_now,
+        },
+        "channels": engine.channels,
+        "shard_channels": engine.shard_channels,
+        "patterns": engine.patterns,
+        "messages": {
+            "published_total": engine.messages_published,
+            "delivered_total": engine.deliveries,
+            "published_per_second": latest.map_or(0.0, |p| round2(p.published_per_sec)),
+            "delivered_per_second": latest.map_or(0.0, |p| round2(p.delivered_per_sec)),
+        },
+        "slow_consumer_disconnects": {
+            "resp": resp.slow_consumer_disconnects,
+            "ws": ws_slow,
+            "sse": sse_slow,
+            "total": resp.slow_consumer_disconnects + ws_slow + sse_slow,
+        },
+        "history": {
+            "interval_seconds": SAMPLE_INTERVAL.as_secs(),
+            "end_ms": latest.map_or(0, |p| p.unix_ms),
+            "published_per_second": history.iter().map(|p| round2(p.published_per_sec)).collect::<Vec<_>>(),
+            "delivered_per_second": history.iter().map(|p| round2(p.delivered_per_sec)).collect::<Vec<_>>(),
+        },
+    })
+}
+
+fn round2(value: f64) -> f64 {
+    (value * 100.0).round() / 100.0
+}
+
+fn rows_json(rows: Vec<ChannelActivity>) -> Value {
+    Value::Array(
+        rows.into_iter()
+            .map(|row| {
+                json!({
+                    "channel": String::from_utf8_lossy(&row.channel),
+                    "subscribers": row.subscribers,
+                    "rate": round2(row.rate),
+                    "published": row.published,
+                })
+            })
+            .collect(),
+    )
+}
+
+/// `GET /api/stats`.
+pub async fn stats(
+    State(hub): State<Arc<Hub>>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+) -> Result<Json<Value>, RequestError> {
+    operator(&hub, &headers, &query_pairs(query.as_deref()))?;
+    Ok(Json(stats_json(&hub)))
+}
+
+/// What `/api/top-channels` was asked.
+#[derive(Debug, PartialEq)]
+struct TopQuery {
+    order: ChannelOrder,
+    limit: usize,
+    search: Option<String>,
+}
+
+fn parse_top_query(query: &[(String, String)]) -> Result<TopQuery, RequestError> {
+    let mut parsed = TopQuery {
+        order: ChannelOrder::Rate,
+        limit: DEFAULT_TOP,
+        search: None,
+    };
+    for (key, value) in query {
+        match key.as_str() {
+            "by" => {
+                parsed.order = match value.as_str() {
+                    "rate" => ChannelOrder::Rate,
+                    "subscribers" => ChannelOrder::Subscribers,
+                    _ => {
+                        return Err(RequestError::bad_request(
+                            "bad_request",
+                            format!("'by' must be 'rate' or 'subscribers', not '{value}'"),
+                        ))
+                    }
+                }
+            }
+            "limit" => {
+                parsed.limit = value
+                    .parse()
+                    .ok()
+                    .filter(|limit| (1..=MAX_TOP).contains(limit))
+                    .ok_or_else(|| {
+                        RequestError::bad_request(
+                            "bad_request",
+                            format!("'limit' must be a number from 1 to {MAX_TOP}, not '{value}'"),
+                        )
+                    })?
+            }
+            "search" => {
+                if value.len() > MAX_SEARCH_BYTES {
+                    return Err(RequestError::bad_request(
+                        "bad_request",
+                        format!("'search' is longer than {MAX_SEARCH_BYTES} bytes"),
+                    ));
+                }
+                parsed.search = Some(value.clone());
+            }
+            "token" => {}
+            other => {
+                return Err(RequestError::bad_request(
+                    "bad_request",
+                    format!("unknown query parameter '{other}' (by, limit, search, token)"),
+                ))
+            }
+        }
+    }
+    Ok(parsed)
+}
+
+/// `GET /api/top-channels`.
+pub async fn top_channels(
+    State(hub): State<Arc<Hub>>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+) -> Result<Json<Value>, RequestError> {
+    let query = query_pairs(query.as_deref());
+    operator(&hub, &headers, &query)?;
+    let top = parse_top_query(&query)?;
+    let rows = hub.engine.top_channels(
+        Scope::Classic,
+        top.order,
+        top.limit,
+        top.search.as_deref().map(str::as_bytes),
+    );
+    Ok(Json(json!({
+        "by": match top.order { ChannelOrder::Rate => "rate", ChannelOrder::Subscribers => "subscribers" },
+        "limit": top.limit,
+        "search": top.search.unwrap_or_default(),
+        "channels": rows_json(rows),
+    })))
+}
+
+fn stream_event(hub: &Hub) -> Event {
+    let mut body = stats_json(hub);
+    let top = |order| {
+        rows_json(
+            hub.engine
+                .top_channels(Scope::Classic, order, STREAM_TOP, None),
+        )
+    };
+    body["top_by_rate"] = top(ChannelOrder::Rate);
+    body["top_by_subscribers"] = top(ChannelOrder::Subscribers);
+    Event::default().event("stats").data(body.to_string())
+}
+
+/// `GET /api/stats/stream`.
+pub async fn stats_stream(
+    State(hub): State<Arc<Hub>>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+) -> Response {
+    let grants = match operator(&hub, &headers, &query_pairs(query.as_deref())) {
+        Ok(grants) => grants,
+        Err(err) => return err.into_response(),
+    };
+    Sse::new(live(hub, grants.expires_at()))
+        .keep_alive(KeepAlive::default())
+        .into_response()
+}
+
+fn live(hub: Arc<Hub>, expires_at: Option<u64>) -> impl Stream<Item = Result<Event, Infallible>> {
+    let mut tick = tokio::time::interval(SAMPLE_INTERVAL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    stream::unfold(Some((hub, tick)), move |state| async move {
+        let (hub, mut tick) = state?;
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = hub.shutdown.cancelled() => return None,
+        }
+        if expires_at.is_some_and(|at| now_secs() >= at) {
+            let closing = Event::default()
+                .event("herald.close")
+                .data(r#"{"type":"close","code":"token_expired"}"#);
+            return Some((Ok(closing), None));
+        }
+        hub.dashboard.viewed();
+        let event = stream_event(&hub);
+        Some((Ok(event), Some((hub, tick))))
+    })
+}
+
+/// `GET /api/whoami`: the request's grants, for the pages.
+pub async fn whoami(
+    State(hub): State<Arc<Hub>>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+) -> Result<Json<Value>, RequestError> {
+    let grants = authenticate(&hub, &headers, &query_pairs(query.as_deref()))?;
+    let operator = require_operator(&hub, &grants).is_ok();
+    Ok(Json(json!({
+        "user": grants.user(),
+        "anonymous": hub.config.verifier.is_none(),
+        "admin": grants.is_admin(),
+        "operator": operator,
+        "subscribe": grants.subscribe_globs(),
+        "publish": grants.publish_globs(),
+        "may_publish": hub.config.verifier.is_none() || !grants.publish_globs().is_empty(),
+        "expires_at": grants.expires_at(),
+        "dev_tokens": hub.config.dev_tokens.is_some(),
+        "notifications": hub.config.notifications.is_some(),
+    })))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pairs(items: &[(&str, &str)]) -> Vec<(String, String)> {
+        items
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    }
+
+    #[test]
+    fn top_query_defaults_and_checks_every_parameter() {
+        assert_eq!(
+            parse_top_query(&[]).ok(),
+            Some(TopQuery {
+                order: ChannelOrder::Rate,
+                limit: DEFAULT_TOP,
+                search: None
+            })
+        );
+        let parsed = parse_top_query(&pairs(&[
+            ("by", "subscribers"),
+            ("limit", "5"),
+            ("search", "ord"),
+        ]));
+        assert_eq!(
+            parsed.ok(),
+            Some(TopQuery {
+                order: ChannelOrder::Subscribers,
+                limit: 5,
+                search: Some("ord".to_owned())
+            })
+        );
+        for bad in [
+            pairs(&[("by", "size")]),
+            pairs(&[("limit", "0")]),
+            pairs(&[("limit", "101")]),
+            pairs(&[("limit", "ten")]),
+            pairs(&[("search", &"x".repeat(MAX_SEARCH_BYTES + 1))]),
+            pairs(&[("sort", "rate")]),
+        ] {
+            let err = parse_top_query(&bad).err();
+            assert_eq!(
+                err.map(|e| e.status),
+                Some(StatusCode::BAD_REQUEST),
+                "{bad:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn ticks_record_rates_and_keep_five_minutes() {
+        let engine = herald_engine::Engine::new();
+        let dashboard = Dashboard::default();
+        dashboard.tick(&engine);
+        assert!(
+            dashboard.history().is_empty(),
+            "the first tick only sets the baseline"
+        );
+        for _ in 0..10 {
+            engine.publish(
+                Scope::Classic,
+                bytes::Bytes::from_static(b"c"),
+                bytes::Bytes::new(),
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+        dashboard.tick(&engine);
+        let history = dashboard.history();
+        assert_eq!(history.len(), 1);
+        assert!(history[0].published_per_sec > 10.0);
+        assert_eq!(history[0].delivered_per_sec, 0.0);
+        for _ in 0..HISTORY_POINTS + 5 {
+            dashboard.tick(&engine);
+        }
+        assert_eq!(dashboard.history().len(), HISTORY_POINTS);
+    }
+
+    #[test]
+    fn channel_rates_are_sampled_only_while_someone_looks() {
+        let engine = herald_engine::Engine::new();
+        let outbox = Arc::new(herald_engine::Outbox::new(
+            herald_engine::ClientId(1),
+            Arc::new(herald_engine::OutputLimits::default()),
+        ));
+        engine.subscribe(Scope::Classic, bytes::Bytes::from_static(b"c"), &outbox);
+        let dashboard = Dashboard::default();
+        dashboard.tick(&engine);
+        let publish = || {
+            for _ in 0..10 {
+                engine.publish(
+                    Scope::Classic,
+                    bytes::Bytes::from_static(b"c"),
+                    bytes::Bytes::new(),
+                );
+            }
+        };
+        let rate = || engine.top_channels(Scope::Classic, ChannelOrder::Rate, 1, None)[0].rate;
+        publish();
+        std::thread::sleep(Duration::from_millis(10));
+        dashboard.tick(&engine);
+        assert_eq!(rate(), 0.0, "nobody looked");
+        dashboard.viewed();
+        publish();
+        std::thread::sleep(Duration::from_millis(10));
+        dashboard.tick(&engine);
+        assert!(rate() > 0.0);
+    }
+}
