@@ -408,7 +408,12 @@ impl Remote {
         if let Some(pattern) = pattern {
             cmd.arg(pattern);
         }
-        self.query(&cmd).await
+        let mut channels: Vec<String> = self.query(&cmd).await?;
+        // A cluster connection concatenates every node's list: a channel subscribed on
+        // several nodes would appear once per node.
+        channels.sort_unstable();
+        channels.dedup();
+        Ok(channels)
     }
 
     pub(crate) async fn pattern_count(&self) -> Result<usize, Error> {
