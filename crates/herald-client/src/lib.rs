@@ -93,7 +93,9 @@ impl Herald {
     ///   Cluster (the seed nodes; feature `cluster`, on by default), and
     ///   `rediss+cluster://...[#insecure]` for a cluster over TLS.
     ///
-    /// Subscribers always use RESP3, which Herald, Redis 6+ and Valkey speak.
+    /// Subscribers use RESP3 pushes where the server speaks RESP3 (Herald, Redis 6+,
+    /// Valkey) and fall back to RESP2 pub/sub on one that refuses `HELLO 3`, where shard
+    /// channels are not available (see [`crate::subscriber`]).
     ///
     /// Fails when the URL is malformed or the server cannot be reached now (including a
     /// TLS handshake the server's certificate fails: [`Error::is_connection_error`] is

@@ -136,6 +136,11 @@ impl Endpoint {
         })
     }
 
+    /// True for one server (not a cluster).
+    pub(crate) fn is_single(&self) -> bool {
+        matches!(self, Endpoint::Single(_))
+    }
+
     /// A connection used by nobody else (for WATCH).
     async fn dedicated(&self) -> Result<Commands, Error> {
         Ok(match self {
@@ -154,7 +159,7 @@ impl Endpoint {
         })
     }
 
-    /// A RESP3 connection delivering pushes to `push` (what subscribers use).
+    /// A RESP3 connection delivering pushes to `push` (what subscribers use first).
     pub(crate) async fn subscriber_connection(
         &self,
         push: impl redis::aio::AsyncPushSender,
@@ -188,6 +193,39 @@ impl Endpoint {
                     .get_async_connection()
                     .await?,
             )),
+        }
+    }
+
+    /// A RESP2 pub/sub connection (for servers that refuse `HELLO 3`), split into the
+    /// command side and the message stream. One server only: cluster subscribers need
+    /// RESP3.
+    pub(crate) async fn resp2_subscriber_connection(
+        &self,
+    ) -> Result<(SubscriberConnection, redis::aio::PubSubStream), redis::RedisError> {
+        match self {
+            Endpoint::Single(client) => {
+                let info = client.get_connection_info().clone();
+                let settings = info
+                    .redis_settings()
+                    .clone()
+                    .set_protocol(ProtocolVersion::RESP2);
+                let client = redis::Client::open(info.set_redis_settings(settings))?;
+                let pubsub = tokio::time::timeout(CONNECT_TIMEOUT, client.get_async_pubsub())
+                    .await
+                    .map_err(|_| {
+                        redis::RedisError::from(std::io::Error::new(
+                            std::io::ErrorKind::TimedOut,
+                            "connecting timed out",
+                        ))
+                    })??;
+                let (sink, stream) = pubsub.split();
+                Ok((SubscriberConnection::Resp2(sink), stream))
+            }
+            #[cfg(feature = "cluster")]
+            Endpoint::Cluster(_) => Err(redis::RedisError::from((
+                redis::ErrorKind::RESP3NotSupported,
+                "a cluster subscriber needs RESP3 (HELLO 3), which a node refused",
+            ))),
         }
     }
 }
@@ -293,7 +331,12 @@ impl Commands {
 
 /// The connection of a subscriber.
 pub(crate) enum SubscriberConnection {
+    /// RESP3: messages arrive as pushes on the connection's push sender.
     Single(MultiplexedConnection),
+    /// RESP2 pub/sub: messages arrive on the `PubSubStream` split from it. The `redis`
+    /// crate's RESP2 pub/sub has no SSUBSCRIBE (and takes an `smessage` for a broken
+    /// connection), so shard channels are refused on it.
+    Resp2(redis::aio::PubSubSink),
     #[cfg(feature = "cluster")]
     Cluster(redis::cluster_async::ClusterConnection),
 }
@@ -320,6 +363,20 @@ impl SubscriberConnection {
                 let _: Value = redis::cmd(command).arg(name).query_async(conn).await?;
                 Ok(())
             }
+            SubscriberConnection::Resp2(sink) => match (subscribe, kind) {
+                (true, SubscriptionKind::Channel) => sink.subscribe(name).await,
+                (true, SubscriptionKind::Pattern) => sink.psubscribe(name).await,
+                (false, SubscriptionKind::Channel) => sink.unsubscribe(name).await,
+                (false, SubscriptionKind::Pattern) => sink.punsubscribe(name).await,
+                (true, SubscriptionKind::Shard) => Err(redis::RedisError::from((
+                    redis::ErrorKind::Client,
+                    "shard channels need RESP3",
+                    "the server refused HELLO 3 and the redis crate's RESP2 pub/sub has no SSUBSCRIBE"
+                        .to_owned(),
+                ))),
+                // Never subscribed on this connection.
+                (false, SubscriptionKind::Shard) => Ok(()),
+            },
             // The cluster connection routes shard channels to their slot's node.
             #[cfg(feature = "cluster")]
             SubscriberConnection::Cluster(conn) => match (subscribe, kind) {
@@ -337,6 +394,7 @@ impl SubscriberConnection {
         let ping = redis::cmd("PING");
         let _: Value = match self {
             SubscriberConnection::Single(conn) => ping.query_async(conn).await?,
+            SubscriberConnection::Resp2(sink) => sink.ping().await?,
             #[cfg(feature = "cluster")]
             SubscriberConnection::Cluster(conn) => ping.query_async(conn).await?,
         };
