@@ -15,6 +15,10 @@ pub enum Error {
     /// The URL given to [`crate::Herald::connect`] is not usable.
     #[error("invalid URL: {0}")]
     InvalidUrl(String),
+    /// The TLS certificates or key given in [`crate::ConnectOptions`] are not usable
+    /// (malformed PEM, no certificate in it, a key that does not parse).
+    #[error("invalid TLS configuration: {0}")]
+    InvalidTls(String),
     /// A value could not be encoded to or decoded from JSON.
     #[error("JSON: {0}")]
     Json(#[from] serde_json::Error),

@@ -26,6 +26,7 @@
 //!
 //! # Layout
 //! - [`Herald`] (this file): the handle on one back end; makes the other types.
+//!   [`connect`]: [`ConnectOptions`], the TLS certificates of [`Herald::connect_with`].
 //! - [`publisher`]: [`Publisher`], PUBLISH/SPUBLISH and PUBSUB introspection.
 //! - [`subscriber`]: [`Subscriber`], its handlers and streams, reconnects and
 //!   [`ConnectionEvent`]s; `subscriber::{remote, embedded}` are its two transports.
@@ -39,6 +40,7 @@
 //! This crate does not implement a Redis client: remote I/O is the `redis` crate's. It
 //! does not depend on `herald-server`: embedded mode uses the engine and store directly.
 
+pub mod connect;
 pub mod error;
 pub mod event;
 pub mod event_bus;
@@ -57,6 +59,7 @@ use std::sync::Arc;
 use herald_engine::Engine;
 use herald_store::Store;
 
+pub use connect::ConnectOptions;
 pub use error::{BoxError, Error, HandlerFailure};
 pub use event::Event;
 pub use event_bus::EventBus;
@@ -80,16 +83,36 @@ pub struct Herald {
 impl Herald {
     /// Connects to a Herald, Redis or Valkey server:
     /// - `redis://[user:password@]host[:port][/db]` (add `?protocol=resp3` for RESP3
-    ///   commands; subscribers always use RESP3, which Herald, Redis 6+ and Valkey speak),
-    ///   or `redis+unix:///path/to/socket`;
+    ///   commands), or `redis+unix:///path/to/socket`;
+    /// - `rediss://...` for TLS (feature `tls`, on by default; rustls with the ring
+    ///   provider). The server's certificate must chain to a system root certificate and
+    ///   name the host; [`Herald::connect_with`] trusts a CA of your own or presents a
+    ///   client certificate. `rediss://host:port/#insecure` skips certificate verification
+    ///   altogether: for tests only;
     /// - `redis+cluster://[user:password@]host:port,host:port,...` for a Redis or Valkey
-    ///   Cluster (the seed nodes; feature `cluster`, on by default).
+    ///   Cluster (the seed nodes; feature `cluster`, on by default), and
+    ///   `rediss+cluster://...[#insecure]` for a cluster over TLS.
     ///
-    /// `rediss://` (TLS) is refused: this build enables no TLS stack. Fails when the
-    /// server cannot be reached now; later losses are retried by each type.
+    /// Subscribers use RESP3 pushes where the server speaks RESP3 (Herald, Redis 6+,
+    /// Valkey) and fall back to RESP2 pub/sub on one that refuses `HELLO 3`, where shard
+    /// channels are not available (see [`crate::subscriber`]).
+    ///
+    /// Fails when the URL is malformed or the server cannot be reached now (including a
+    /// TLS handshake the server's certificate fails: [`Error::is_connection_error`] is
+    /// true and the message names the certificate problem); later losses are retried by
+    /// each type.
     pub async fn connect(url: &str) -> Result<Herald, Error> {
+        Self::connect_with(url, &ConnectOptions::default()).await
+    }
+
+    /// [`Herald::connect`] with options: the TLS CA certificates to trust and a client
+    /// certificate to present (both need a `rediss://` URL, or the call fails with
+    /// [`Error::InvalidUrl`]; malformed PEM fails the same way).
+    pub async fn connect_with(url: &str, options: &ConnectOptions) -> Result<Herald, Error> {
         Ok(Herald {
-            backend: Arc::new(Backend::Remote(remote::Remote::connect(url).await?)),
+            backend: Arc::new(Backend::Remote(
+                remote::Remote::connect(url, options).await?,
+            )),
         })
     }
 

@@ -38,13 +38,22 @@ impl Publisher {
 
     /// PUBLISH: sends `payload` on `channel`; returns how many subscriptions received it
     /// (a client subscribed by channel and by pattern counts twice, as in Redis).
+    ///
+    /// **On a Redis Cluster the count is one node's**: the command goes to the primary
+    /// owning the channel's hash slot, and Redis counts only the subscriptions made on that
+    /// node. Subscribers connected to other nodes do get the message (over the cluster
+    /// bus) but are not counted, so 0 does not mean that nobody received it. For an exact
+    /// count use a shard channel ([`Publisher::spublish`]: every subscriber of a shard
+    /// channel is on its slot's node); [`Publisher::subscriber_count`] sums every node's
+    /// channel subscribers, but apart from the publish and so racy.
     pub async fn publish(&self, channel: &str, payload: impl Into<Bytes>) -> Result<usize, Error> {
         self.backend
             .publish(Scope::Classic, channel, payload.into())
             .await
     }
 
-    /// SPUBLISH: sends `payload` on the shard channel `channel`.
+    /// SPUBLISH: sends `payload` on the shard channel `channel`; returns how many
+    /// subscriptions received it, exact on a cluster too.
     pub async fn spublish(&self, channel: &str, payload: impl Into<Bytes>) -> Result<usize, Error> {
         self.backend
             .publish(Scope::Shard, channel, payload.into())
@@ -70,18 +79,20 @@ impl Publisher {
         self.publish_json(channel, event).await
     }
 
-    /// PUBSUB NUMSUB: subscribers of `channel` (pattern subscribers not counted).
+    /// PUBSUB NUMSUB: subscribers of `channel` (pattern subscribers not counted); on a
+    /// cluster, the sum over every node.
     pub async fn subscriber_count(&self, channel: &str) -> Result<usize, Error> {
         self.backend.subscriber_count(channel).await
     }
 
     /// PUBSUB CHANNELS: channels with at least one subscriber, optionally only those
-    /// matching the Redis glob `pattern`.
+    /// matching the Redis glob `pattern`. On a cluster, every node's, each name once.
     pub async fn active_channels(&self, pattern: Option<&str>) -> Result<Vec<String>, Error> {
         self.backend.active_channels(pattern).await
     }
 
-    /// PUBSUB NUMPAT: distinct patterns subscribed by anyone.
+    /// PUBSUB NUMPAT: distinct patterns subscribed by anyone; on a cluster, the sum of
+    /// every node's count (a pattern subscribed on two nodes counts twice).
     pub async fn pattern_count(&self) -> Result<usize, Error> {
         self.backend.pattern_count().await
     }

@@ -15,6 +15,7 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig, MultiplexedConnecti
 use redis::{ProtocolVersion, Value};
 use std::time::Duration;
 
+use crate::connect::ConnectOptions;
 use crate::error::Error;
 use crate::subscriber::SubscriptionKind;
 use crate::transport::{ElementUpdate, Scope};
@@ -31,7 +32,17 @@ pub(crate) const MAX_OPTIMISTIC_ATTEMPTS: u32 = 64;
 pub(crate) enum Endpoint {
     Single(redis::Client),
     #[cfg(feature = "cluster")]
-    Cluster(Vec<String>),
+    Cluster(ClusterSeeds),
+}
+
+/// The seed nodes of a cluster URL, one URL each, and the TLS certificates they share.
+#[cfg(feature = "cluster")]
+#[derive(Clone, Debug)]
+pub(crate) struct ClusterSeeds {
+    nodes: Vec<String>,
+    /// Given through [`ConnectOptions`]; the TLS mode is the URL's.
+    #[cfg(feature = "tls")]
+    certificates: Option<(redis::TlsMode, redis::TlsCertificates)>,
 }
 
 /// The URL schemes naming a cluster: `redis+cluster://[user:pw@]host:port,host:port`.
@@ -41,12 +52,52 @@ const CLUSTER_SCHEMES: [(&str, &str); 2] = [
     ("rediss+cluster://", "rediss"),
 ];
 
+/// The URL schemes that mean TLS (`valkeys` is the `redis` crate's alias of `rediss`).
+const TLS_SCHEMES: [&str; 3] = ["rediss://", "rediss+cluster://", "valkeys://"];
+
 impl Endpoint {
-    pub(crate) fn parse(url: &str) -> Result<Endpoint, Error> {
+    pub(crate) fn parse(url: &str, options: &ConnectOptions) -> Result<Endpoint, Error> {
+        let tls = TLS_SCHEMES.iter().any(|scheme| url.starts_with(scheme));
+        #[cfg(not(feature = "tls"))]
+        {
+            let _ = options;
+            if tls {
+                return Err(Error::InvalidUrl(format!(
+                    "{url}: TLS URLs need herald-client's `tls` feature"
+                )));
+            }
+        }
+        #[cfg(feature = "tls")]
+        let certificates = {
+            if tls {
+                // rustls needs a process-wide crypto provider: ring, unless the application
+                // installed another first (then this does nothing).
+                let _ = rustls::crypto::ring::default_provider().install_default();
+            }
+            let certificates = options.certificates()?;
+            if certificates.is_some() && !tls {
+                return Err(Error::InvalidUrl(format!(
+                    "{url}: TLS certificates were given for a URL without TLS (use rediss://)"
+                )));
+            }
+            certificates
+        };
         #[cfg(feature = "cluster")]
         for (prefix, scheme) in CLUSTER_SCHEMES {
             if let Some(rest) = url.strip_prefix(prefix) {
-                return cluster_nodes(rest, scheme).map(Endpoint::Cluster);
+                let (nodes, _insecure) = cluster_nodes(rest, scheme)?;
+                return Ok(Endpoint::Cluster(ClusterSeeds {
+                    nodes,
+                    #[cfg(feature = "tls")]
+                    certificates: certificates.map(|certificates| {
+                        let mode = if _insecure {
+                            redis::TlsMode::Insecure
+                        } else {
+                            redis::TlsMode::Secure
+                        };
+                        (mode, certificates)
+                    }),
+                }));
             }
         }
         if url.contains("+cluster://") {
@@ -54,22 +105,16 @@ impl Endpoint {
                 "{url}: cluster URLs need herald-client's `cluster` feature"
             )));
         }
+        #[cfg(feature = "tls")]
+        if let Some(certificates) = certificates {
+            // The URL was checked to be rediss://: what fails here is a certificate or key.
+            return redis::Client::build_with_tls(url, certificates)
+                .map(Endpoint::Single)
+                .map_err(|err| Error::InvalidTls(err.to_string()));
+        }
         redis::Client::open(url)
             .map(Endpoint::Single)
             .map_err(|err| Error::InvalidUrl(format!("{url}: {err}")))
-    }
-
-    #[cfg(feature = "cluster")]
-    fn cluster_client(
-        nodes: &[String],
-        configure: impl FnOnce(
-            redis::cluster::ClusterClientBuilder,
-        ) -> redis::cluster::ClusterClientBuilder,
-    ) -> Result<redis::cluster::ClusterClient, redis::RedisError> {
-        let builder = redis::cluster::ClusterClientBuilder::new(nodes.to_vec())
-            .connection_timeout(CONNECT_TIMEOUT)
-            .response_timeout(RESPONSE_TIMEOUT);
-        configure(builder).build()
     }
 
     async fn shared(&self) -> Result<Commands, Error> {
@@ -82,12 +127,18 @@ impl Endpoint {
                 Commands::Single(ConnectionManager::new_with_config(client.clone(), config).await?)
             }
             #[cfg(feature = "cluster")]
-            Endpoint::Cluster(nodes) => Commands::Cluster(
-                Self::cluster_client(nodes, |builder| builder)?
+            Endpoint::Cluster(seeds) => Commands::Cluster(
+                seeds
+                    .client(|builder| builder)?
                     .get_async_connection()
                     .await?,
             ),
         })
+    }
+
+    /// True for one server (not a cluster).
+    pub(crate) fn is_single(&self) -> bool {
+        matches!(self, Endpoint::Single(_))
     }
 
     /// A connection used by nobody else (for WATCH).
@@ -108,7 +159,7 @@ impl Endpoint {
         })
     }
 
-    /// A RESP3 connection delivering pushes to `push` (what subscribers use).
+    /// A RESP3 connection delivering pushes to `push` (what subscribers use first).
     pub(crate) async fn subscriber_connection(
         &self,
         push: impl redis::aio::AsyncPushSender,
@@ -132,22 +183,86 @@ impl Endpoint {
                 ))
             }
             #[cfg(feature = "cluster")]
-            Endpoint::Cluster(nodes) => Ok(SubscriberConnection::Cluster(
-                Self::cluster_client(nodes, |builder| {
-                    builder
-                        .use_protocol(ProtocolVersion::RESP3)
-                        .push_sender(push)
-                })?
-                .get_async_connection()
-                .await?,
+            Endpoint::Cluster(seeds) => Ok(SubscriberConnection::Cluster(
+                seeds
+                    .client(|builder| {
+                        builder
+                            .use_protocol(ProtocolVersion::RESP3)
+                            .push_sender(push)
+                    })?
+                    .get_async_connection()
+                    .await?,
             )),
+        }
+    }
+
+    /// A RESP2 pub/sub connection (for servers that refuse `HELLO 3`), split into the
+    /// command side and the message stream. One server only: cluster subscribers need
+    /// RESP3.
+    pub(crate) async fn resp2_subscriber_connection(
+        &self,
+    ) -> Result<(SubscriberConnection, redis::aio::PubSubStream), redis::RedisError> {
+        match self {
+            Endpoint::Single(client) => {
+                let info = client.get_connection_info().clone();
+                let settings = info
+                    .redis_settings()
+                    .clone()
+                    .set_protocol(ProtocolVersion::RESP2);
+                let client = redis::Client::open(info.set_redis_settings(settings))?;
+                let pubsub = tokio::time::timeout(CONNECT_TIMEOUT, client.get_async_pubsub())
+                    .await
+                    .map_err(|_| {
+                        redis::RedisError::from(std::io::Error::new(
+                            std::io::ErrorKind::TimedOut,
+                            "connecting timed out",
+                        ))
+                    })??;
+                let (sink, stream) = pubsub.split();
+                Ok((SubscriberConnection::Resp2(sink), stream))
+            }
+            #[cfg(feature = "cluster")]
+            Endpoint::Cluster(_) => Err(redis::RedisError::from((
+                redis::ErrorKind::RESP3NotSupported,
+                "a cluster subscriber needs RESP3 (HELLO 3), which a node refused",
+            ))),
         }
     }
 }
 
-/// `host:port,host:port` (with optional `user:pw@` for all) as one URL per node.
 #[cfg(feature = "cluster")]
-fn cluster_nodes(rest: &str, scheme: &str) -> Result<Vec<String>, Error> {
+impl ClusterSeeds {
+    fn client(
+        &self,
+        configure: impl FnOnce(
+            redis::cluster::ClusterClientBuilder,
+        ) -> redis::cluster::ClusterClientBuilder,
+    ) -> Result<redis::cluster::ClusterClient, redis::RedisError> {
+        #[allow(unused_mut)]
+        let mut builder = redis::cluster::ClusterClientBuilder::new(self.nodes.clone())
+            .connection_timeout(CONNECT_TIMEOUT)
+            .response_timeout(RESPONSE_TIMEOUT);
+        #[cfg(feature = "tls")]
+        if let Some((mode, certificates)) = &self.certificates {
+            builder = builder.tls(*mode).certs(certificates.clone());
+        }
+        configure(builder).build()
+    }
+}
+
+/// `host:port,host:port[#insecure]` (with optional `user:pw@` for all) as one URL per
+/// node, and whether `#insecure` was given.
+#[cfg(feature = "cluster")]
+fn cluster_nodes(rest: &str, scheme: &str) -> Result<(Vec<String>, bool), Error> {
+    let (rest, insecure) = match rest.split_once('#') {
+        None => (rest, false),
+        Some((rest, "insecure")) if scheme == "rediss" => (rest, true),
+        Some((_, fragment)) => {
+            return Err(Error::InvalidUrl(format!(
+                "a cluster URL takes no #{fragment} (only rediss+cluster:// takes #insecure)"
+            )))
+        }
+    };
     let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
     if !path.is_empty() {
         return Err(Error::InvalidUrl(format!(
@@ -158,10 +273,11 @@ fn cluster_nodes(rest: &str, scheme: &str) -> Result<Vec<String>, Error> {
         Some((credentials, hosts)) => (format!("{credentials}@"), hosts),
         None => (String::new(), authority),
     };
+    let fragment = if insecure { "#insecure" } else { "" };
     let nodes: Vec<String> = hosts
         .split(',')
         .filter(|host| !host.is_empty())
-        .map(|host| format!("{scheme}://{credentials}{host}/"))
+        .map(|host| format!("{scheme}://{credentials}{host}/{fragment}"))
         .collect();
     if nodes.is_empty() {
         return Err(Error::InvalidUrl(
@@ -172,7 +288,7 @@ fn cluster_nodes(rest: &str, scheme: &str) -> Result<Vec<String>, Error> {
         redis::Client::open(node.as_str())
             .map_err(|err| Error::InvalidUrl(format!("{node}: {err}")))?;
     }
-    Ok(nodes)
+    Ok((nodes, insecure))
 }
 
 /// A connection commands are sent on.
@@ -215,7 +331,12 @@ impl Commands {
 
 /// The connection of a subscriber.
 pub(crate) enum SubscriberConnection {
+    /// RESP3: messages arrive as pushes on the connection's push sender.
     Single(MultiplexedConnection),
+    /// RESP2 pub/sub: messages arrive on the `PubSubStream` split from it. The `redis`
+    /// crate's RESP2 pub/sub has no SSUBSCRIBE (and takes an `smessage` for a broken
+    /// connection), so shard channels are refused on it.
+    Resp2(redis::aio::PubSubSink),
     #[cfg(feature = "cluster")]
     Cluster(redis::cluster_async::ClusterConnection),
 }
@@ -242,6 +363,20 @@ impl SubscriberConnection {
                 let _: Value = redis::cmd(command).arg(name).query_async(conn).await?;
                 Ok(())
             }
+            SubscriberConnection::Resp2(sink) => match (subscribe, kind) {
+                (true, SubscriptionKind::Channel) => sink.subscribe(name).await,
+                (true, SubscriptionKind::Pattern) => sink.psubscribe(name).await,
+                (false, SubscriptionKind::Channel) => sink.unsubscribe(name).await,
+                (false, SubscriptionKind::Pattern) => sink.punsubscribe(name).await,
+                (true, SubscriptionKind::Shard) => Err(redis::RedisError::from((
+                    redis::ErrorKind::Client,
+                    "shard channels need RESP3",
+                    "the server refused HELLO 3 and the redis crate's RESP2 pub/sub has no SSUBSCRIBE"
+                        .to_owned(),
+                ))),
+                // Never subscribed on this connection.
+                (false, SubscriptionKind::Shard) => Ok(()),
+            },
             // The cluster connection routes shard channels to their slot's node.
             #[cfg(feature = "cluster")]
             SubscriberConnection::Cluster(conn) => match (subscribe, kind) {
@@ -259,6 +394,7 @@ impl SubscriberConnection {
         let ping = redis::cmd("PING");
         let _: Value = match self {
             SubscriberConnection::Single(conn) => ping.query_async(conn).await?,
+            SubscriberConnection::Resp2(sink) => sink.ping().await?,
             #[cfg(feature = "cluster")]
             SubscriberConnection::Cluster(conn) => ping.query_async(conn).await?,
         };
@@ -281,8 +417,8 @@ impl std::fmt::Debug for Remote {
 }
 
 impl Remote {
-    pub(crate) async fn connect(url: &str) -> Result<Remote, Error> {
-        let endpoint = Endpoint::parse(url)?;
+    pub(crate) async fn connect(url: &str, options: &ConnectOptions) -> Result<Remote, Error> {
+        let endpoint = Endpoint::parse(url, options)?;
         let commands = endpoint.shared().await?;
         Ok(Remote {
             endpoint,
@@ -330,7 +466,12 @@ impl Remote {
         if let Some(pattern) = pattern {
             cmd.arg(pattern);
         }
-        self.query(&cmd).await
+        let mut channels: Vec<String> = self.query(&cmd).await?;
+        // A cluster connection concatenates every node's list: a channel subscribed on
+        // several nodes would appear once per node.
+        channels.sort_unstable();
+        channels.dedup();
+        Ok(channels)
     }
 
     pub(crate) async fn pattern_count(&self) -> Result<usize, Error> {

@@ -1,7 +1,8 @@
 //! `redis+cluster://` URLs against a real three-node Redis Cluster started here (Herald
 //! has no cluster protocol and embedded mode no network, so this suite is Redis-only):
 //! pub/sub through channels, patterns and shard channels on several nodes, the event
-//! bus, notifications with mark_as_read, and reconnects after CLIENT KILL on every node.
+//! bus, notifications with mark_as_read, reconnects after CLIENT KILL on every node, and
+//! the publish counts a cluster gives (the receiving node's for PUBLISH, exact for SPUBLISH).
 
 #![cfg(feature = "cluster")]
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -357,6 +358,65 @@ async fn cluster_flow() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_redis_cluster_works_through_a_cluster_url() {
     tokio::time::timeout(TEST_TIMEOUT, cluster_flow())
+        .await
+        .expect("test timed out");
+}
+
+/// What `Publisher::publish` documents for a cluster: the count is the receiving node's
+/// (the primary of the channel's slot), though subscribers on every node get the message;
+/// `subscriber_count` sums the nodes; SPUBLISH counts are exact.
+async fn publish_counts() {
+    let cluster = start_cluster().await;
+    let herald = Herald::connect(&cluster.url()).await.unwrap();
+    let publisher = herald.publisher();
+    const CHANNEL: &str = "count:news";
+    // One plain RESP2 subscriber on each node, whichever owns the slot.
+    let mut subscribers = Vec::new();
+    for &port in &cluster.ports {
+        let mut pubsub = redis::Client::open(format!("redis://127.0.0.1:{port}/"))
+            .unwrap()
+            .get_async_pubsub()
+            .await
+            .unwrap();
+        pubsub.subscribe(CHANNEL).await.unwrap();
+        subscribers.push(pubsub);
+    }
+    assert_eq!(publisher.subscriber_count(CHANNEL).await.unwrap(), NODES);
+    assert_eq!(
+        publisher.active_channels(Some("count:*")).await.unwrap(),
+        [CHANNEL]
+    );
+    assert_eq!(publisher.publish(CHANNEL, "hello").await.unwrap(), 1);
+    for (pubsub, port) in subscribers.iter_mut().zip(&cluster.ports) {
+        use futures_util::StreamExt;
+        let msg = tokio::time::timeout(WAIT, pubsub.on_message().next())
+            .await
+            .unwrap_or_else(|_| panic!("the subscriber on node {port} got nothing"))
+            .unwrap();
+        assert_eq!(msg.get_payload::<String>().unwrap(), "hello", "node {port}");
+    }
+    // A shard channel's subscribers are all on its slot's node: the count is exact.
+    let subscriber = herald.subscriber().unwrap();
+    for _ in 0..2 {
+        subscriber
+            .ssubscribe("count:shard", |_: Message| async {})
+            .await
+            .unwrap();
+    }
+    let other = herald.subscriber().unwrap();
+    other
+        .ssubscribe("count:shard", |_: Message| async {})
+        .await
+        .unwrap();
+    assert_eq!(publisher.spublish("count:shard", "x").await.unwrap(), 2);
+    subscriber.stop().await;
+    other.stop().await;
+    drop(cluster);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cluster_publish_counts_the_receiving_node_only() {
+    tokio::time::timeout(TEST_TIMEOUT, publish_counts())
         .await
         .expect("test timed out");
 }

@@ -46,6 +46,10 @@ async fn handlers_receive_channel_pattern_and_shard_messages(backend: Backend) {
         match kind {
             "channel" => subscriber.subscribe(name, handler).await.unwrap(),
             "pattern" => subscriber.psubscribe(name, handler).await.unwrap(),
+            _ if !backend.shard_channels() => {
+                common::assert_shard_refused(subscriber.ssubscribe(name, handler).await);
+                continue;
+            }
             _ => subscriber.ssubscribe(name, handler).await.unwrap(),
         };
     }
@@ -63,18 +67,24 @@ async fn handlers_receive_channel_pattern_and_shard_messages(backend: Backend) {
         (got.channel.as_str(), got.payload_str()),
         ("news.eu", Some("matched"))
     );
-    assert_eq!(publisher.spublish("orders", "sharded").await.unwrap(), 1);
+    let shards = usize::from(backend.shard_channels());
     assert_eq!(
-        recv(&mut rx).await,
-        Message::new(MessageKind::Shard, "orders", "sharded")
+        publisher.spublish("orders", "sharded").await.unwrap(),
+        shards
     );
+    if shards > 0 {
+        assert_eq!(
+            recv(&mut rx).await,
+            Message::new(MessageKind::Shard, "orders", "sharded")
+        );
+    }
     // Shard channels and classic channels are separate namespaces.
     assert_eq!(publisher.publish("orders", "classic").await.unwrap(), 0);
     assert_eq!(publisher.spublish("news", "shard").await.unwrap(), 0);
     expect_nothing(&mut rx).await;
     let mut subscriptions = subscriber.subscriptions();
     subscriptions.sort_by(|a, b| a.1.cmp(&b.1));
-    assert_eq!(subscriptions.len(), 3);
+    assert_eq!(subscriptions.len(), 2 + shards);
     subscriber.stop().await;
 }
 
@@ -191,7 +201,11 @@ async fn unsubscribing_stops_delivery(backend: Backend) {
     let a = subscriber.subscribe("room", handler("a")).await.unwrap();
     subscriber.subscribe("room", handler("b")).await.unwrap();
     subscriber.psubscribe("room.*", handler("p")).await.unwrap();
-    subscriber.ssubscribe("room", handler("s")).await.unwrap();
+    if backend.shard_channels() {
+        subscriber.ssubscribe("room", handler("s")).await.unwrap();
+    } else {
+        common::assert_shard_refused(subscriber.ssubscribe("room", handler("s")).await);
+    }
 
     subscriber.remove_handler(a).await.unwrap();
     assert_eq!(publisher.publish("room", "1").await.unwrap(), 1);
@@ -202,8 +216,10 @@ async fn unsubscribing_stops_delivery(backend: Backend) {
     assert_eq!(publisher.publish("room", "2").await.unwrap(), 0);
     subscriber.punsubscribe("room.*").await.unwrap();
     assert_eq!(publisher.publish("room.x", "3").await.unwrap(), 0);
-    assert_eq!(publisher.spublish("room", "4").await.unwrap(), 1);
-    assert_eq!(recv(&mut rx).await, "s:4");
+    if backend.shard_channels() {
+        assert_eq!(publisher.spublish("room", "4").await.unwrap(), 1);
+        assert_eq!(recv(&mut rx).await, "s:4");
+    }
     subscriber.sunsubscribe("room").await.unwrap();
     assert_eq!(publisher.spublish("room", "5").await.unwrap(), 0);
     expect_nothing(&mut rx).await;
@@ -218,7 +234,16 @@ async fn streams_deliver_and_unsubscribe_when_dropped(backend: Backend) {
     let publisher = backend.herald.publisher();
     let mut channel = subscriber.stream("feed").await.unwrap();
     let mut pattern = subscriber.pstream("feed.*").await.unwrap();
-    let mut shard = subscriber.sstream("feed").await.unwrap();
+    let mut shard = if backend.shard_channels() {
+        Some(subscriber.sstream("feed").await.unwrap())
+    } else {
+        let err = subscriber.sstream("feed").await.unwrap_err();
+        assert!(
+            err.to_string().contains("shard channels need RESP3"),
+            "{err}"
+        );
+        None
+    };
     publisher.publish("feed", "c").await.unwrap();
     publisher.publish("feed.1", "p").await.unwrap();
     publisher.spublish("feed", "s").await.unwrap();
@@ -231,10 +256,9 @@ async fn streams_deliver_and_unsubscribe_when_dropped(backend: Backend) {
         (p.channel.as_str(), p.pattern()),
         ("feed.1", Some("feed.*"))
     );
-    assert_eq!(
-        next(&mut shard).await.unwrap().unwrap().kind,
-        MessageKind::Shard
-    );
+    if let Some(shard) = &mut shard {
+        assert_eq!(next(shard).await.unwrap().unwrap().kind, MessageKind::Shard);
+    }
 
     drop(channel);
     wait_until(|| async { publisher.subscriber_count("feed").await.unwrap() == 0 }).await;
@@ -243,7 +267,9 @@ async fn streams_deliver_and_unsubscribe_when_dropped(backend: Backend) {
     subscriber.stop().await;
     // Streams end when the subscriber stops.
     assert!(next(&mut pattern).await.unwrap().is_none());
-    assert!(next(&mut shard).await.unwrap().is_none());
+    if let Some(shard) = &mut shard {
+        assert!(next(shard).await.unwrap().is_none());
+    }
 }
 
 async fn next(

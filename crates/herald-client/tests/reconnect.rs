@@ -4,6 +4,8 @@
 //! - Herald server and redis-server: the server kills the subscriber's connection
 //!   (CLIENT KILL TYPE pubsub), then the server is stopped and started again on the same
 //!   port.
+//! - redis-server without HELLO: the same, over the RESP2 fallback (channel and pattern;
+//!   shard channels are refused there).
 //! - Embedded: a subscriber whose handler stalls is cut off by the engine's output limit
 //!   (slow consumer), as a server would cut it off.
 
@@ -52,17 +54,23 @@ async fn wait_event(
     }
 }
 
-fn all_three_resubscribed(event: &ConnectionEvent) -> bool {
-    *event
-        == ConnectionEvent::Resubscribed {
-            channels: 1,
-            patterns: 1,
-            shard_channels: 1,
-        }
+/// The Resubscribed event of [`subscribe_all_kinds`]'s subscriptions.
+fn all_kinds_resubscribed(backend: &Backend) -> impl Fn(&ConnectionEvent) -> bool {
+    let shard_channels = usize::from(backend.shard_channels());
+    move |event| {
+        *event
+            == ConnectionEvent::Resubscribed {
+                channels: 1,
+                patterns: 1,
+                shard_channels,
+            }
+    }
 }
 
-/// Subscribes a handler of each kind; each reports `kind:payload`.
+/// Subscribes a handler of each kind (no shard channel where the back end has none);
+/// each reports `kind:payload`.
 async fn subscribe_all_kinds(
+    backend: &Backend,
     subscriber: &Subscriber,
     gate: Option<Arc<Semaphore>>,
 ) -> mpsc::UnboundedReceiver<String> {
@@ -93,10 +101,12 @@ async fn subscribe_all_kinds(
         .psubscribe(PATTERN, handler("pattern", None))
         .await
         .unwrap();
-    subscriber
-        .ssubscribe(SHARD, handler("shard", None))
-        .await
-        .unwrap();
+    let shard = subscriber.ssubscribe(SHARD, handler("shard", None)).await;
+    if backend.shard_channels() {
+        shard.unwrap();
+    } else {
+        common::assert_shard_refused(shard);
+    }
     rx
 }
 
@@ -106,11 +116,14 @@ async fn subscribe_all_kinds(
 async fn publish_round(backend: &Backend, label: &str) {
     let publisher = backend.herald.publisher();
     let deadline = tokio::time::Instant::now() + WAIT;
-    for (shard, channel) in [
+    let mut targets = vec![
         (false, CHANNEL.to_owned()),
         (false, "rc:pattern:x".to_owned()),
-        (true, SHARD.to_owned()),
-    ] {
+    ];
+    if backend.shard_channels() {
+        targets.push((true, SHARD.to_owned()));
+    }
+    for (shard, channel) in targets {
         loop {
             let sent = if shard {
                 publisher.spublish(&channel, label.to_owned()).await
@@ -131,9 +144,17 @@ async fn publish_round(backend: &Backend, label: &str) {
     }
 }
 
-async fn expect_round(received: &mut mpsc::UnboundedReceiver<String>, label: &str) {
+async fn expect_round(
+    backend: &Backend,
+    received: &mut mpsc::UnboundedReceiver<String>,
+    label: &str,
+) {
+    let mut expected = vec![format!("channel:{label}"), format!("pattern:{label}")];
+    if backend.shard_channels() {
+        expected.push(format!("shard:{label}"));
+    }
     let mut got = Vec::new();
-    while got.len() < 3 {
+    while got.len() < expected.len() {
         let item = recv(received).await;
         // Messages from before the reconnect may still drain first.
         if item.ends_with(&format!(":{label}")) {
@@ -141,14 +162,7 @@ async fn expect_round(received: &mut mpsc::UnboundedReceiver<String>, label: &st
         }
     }
     got.sort();
-    assert_eq!(
-        got,
-        [
-            format!("channel:{label}"),
-            format!("pattern:{label}"),
-            format!("shard:{label}")
-        ]
-    );
+    assert_eq!(got, expected);
 }
 
 async fn handlers_get_messages_published_after_a_reconnect(backend: Backend) {
@@ -165,9 +179,9 @@ async fn server_side_disconnects(mut backend: Backend) {
         .build()
         .unwrap();
     let mut events = subscriber.events();
-    let mut received = subscribe_all_kinds(&subscriber, None).await;
+    let mut received = subscribe_all_kinds(&backend, &subscriber, None).await;
     publish_round(&backend, "before").await;
-    expect_round(&mut received, "before").await;
+    expect_round(&backend, &mut received, "before").await;
 
     assert!(backend.kill_subscriber_connections().await >= 1);
     let event = wait_event(&mut events, "disconnected", |e| {
@@ -179,9 +193,14 @@ async fn server_side_disconnects(mut backend: Backend) {
         *e == ConnectionEvent::Connected
     })
     .await;
-    wait_event(&mut events, "resubscribed", all_three_resubscribed).await;
+    wait_event(
+        &mut events,
+        "resubscribed",
+        all_kinds_resubscribed(&backend),
+    )
+    .await;
     publish_round(&backend, "after-kill").await;
-    expect_round(&mut received, "after-kill").await;
+    expect_round(&backend, &mut received, "after-kill").await;
 
     backend.stop_server().await;
     wait_event(&mut events, "disconnected", |e| {
@@ -224,7 +243,7 @@ async fn server_side_disconnects(mut backend: Backend) {
         *e == ConnectionEvent::Resubscribed {
             channels: 2,
             patterns: 1,
-            shard_channels: 1,
+            shard_channels: usize::from(backend.shard_channels()),
         }
     })
     .await;
@@ -234,7 +253,7 @@ async fn server_side_disconnects(mut backend: Backend) {
         .unwrap()
         .unwrap();
     publish_round(&backend, "after-restart").await;
-    expect_round(&mut received, "after-restart").await;
+    expect_round(&backend, &mut received, "after-restart").await;
     assert_eq!(
         backend
             .herald
@@ -255,7 +274,7 @@ async fn embedded_slow_consumer(backend: Backend) {
         .unwrap();
     let mut events = subscriber.events();
     let gate = Arc::new(Semaphore::new(0));
-    let mut received = subscribe_all_kinds(&subscriber, Some(Arc::clone(&gate))).await;
+    let mut received = subscribe_all_kinds(&backend, &subscriber, Some(Arc::clone(&gate))).await;
     // 40 MB for a subscriber that does not read: over the 32 MB hard limit.
     let big = Bytes::from(vec![b'x'; 1 << 20]);
     let publisher = backend.herald.publisher();
@@ -268,9 +287,14 @@ async fn embedded_slow_consumer(backend: Backend) {
     })
     .await;
     println!("embedded: {event:?}");
-    wait_event(&mut events, "resubscribed", all_three_resubscribed).await;
+    wait_event(
+        &mut events,
+        "resubscribed",
+        all_kinds_resubscribed(&backend),
+    )
+    .await;
     publish_round(&backend, "after-cutoff").await;
-    expect_round(&mut received, "after-cutoff").await;
+    expect_round(&backend, &mut received, "after-cutoff").await;
     subscriber.stop().await;
 }
 
@@ -284,7 +308,7 @@ async fn remote_slow_consumer(backend: Backend) {
         .unwrap();
     let mut events = subscriber.events();
     let gate = Arc::new(Semaphore::new(0));
-    let mut received = subscribe_all_kinds(&subscriber, Some(Arc::clone(&gate))).await;
+    let mut received = subscribe_all_kinds(&backend, &subscriber, Some(Arc::clone(&gate))).await;
     let publisher = backend.herald.publisher();
     // Flood until the subscriber gives up, not further: a flood that went on would
     // overflow the new connection too.
@@ -309,20 +333,33 @@ async fn remote_slow_consumer(backend: Backend) {
     };
     println!("remote: {reason}");
     assert!(reason.contains("slow consumer"), "{reason}");
-    wait_event(&mut events, "resubscribed", all_three_resubscribed).await;
+    wait_event(
+        &mut events,
+        "resubscribed",
+        all_kinds_resubscribed(&backend),
+    )
+    .await;
     gate.add_permits(Semaphore::MAX_PERMITS);
     // The one in the handler and the queued ones come through; the rest were lost.
     for n in 0..=QUEUE {
         assert_eq!(recv(&mut received).await, format!("channel:flood{n}"));
     }
     publish_round(&backend, "after-overflow").await;
-    expect_round(&mut received, "after-overflow").await;
+    expect_round(&backend, &mut received, "after-overflow").await;
     subscriber.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn herald_server_slow_consumer_comes_back() {
     let backend = Backend::start(common::Kind::Herald).await;
+    tokio::time::timeout(common::TEST_TIMEOUT, remote_slow_consumer(backend))
+        .await
+        .expect("test timed out");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_resp2_slow_consumer_comes_back() {
+    let backend = Backend::start(common::Kind::RedisResp2).await;
     tokio::time::timeout(common::TEST_TIMEOUT, remote_slow_consumer(backend))
         .await
         .expect("test timed out");

@@ -4,8 +4,9 @@
 //! # How it runs
 //! Two tasks per subscriber:
 //! - the transport task owns the connection (a dedicated RESP3 connection for a remote
-//!   server, an engine outbox when embedded), makes the (un)subscriptions the API asks
-//!   for, and forwards messages into a bounded queue. When the connection goes, it
+//!   server, or RESP2 pub/sub on a server that refuses `HELLO 3`; an engine outbox when
+//!   embedded), makes the (un)subscriptions the API asks for, and forwards messages
+//!   into a bounded queue. When the connection goes, it
 //!   reports [`ConnectionEvent::Disconnected`], waits with [`Backoff`], reconnects and
 //!   replays every subscription in the registry ([`ConnectionEvent::Resubscribed`]);
 //! - the dispatcher takes one message at a time, in arrival order, and runs that
@@ -17,6 +18,12 @@
 //! messages is full the subscriber behaves like a Redis slow consumer: it drops the
 //! connection, reports why, reconnects and resubscribes; messages published meanwhile
 //! are lost, and the event says so.
+//!
+//! On the RESP2 fallback everything above holds (events, backoff, health checks,
+//! resubscription from the registry, handler isolation, `stop()`), except that shard
+//! channels cannot be subscribed: [`Subscriber::ssubscribe`] fails with a clear error,
+//! because the `redis` crate's RESP2 pub/sub has no SSUBSCRIBE. Cluster subscribers need
+//! RESP3.
 //!
 //! This module must not block the runtime or hold a lock across an `.await`.
 
@@ -345,6 +352,7 @@ impl Subscriber {
     }
 
     /// Adds `handler` for the shard channel `channel` (SSUBSCRIBE; SPUBLISH reaches it).
+    /// Fails on a server that refused `HELLO 3` (the RESP2 fallback has no SSUBSCRIBE).
     pub async fn ssubscribe(
         &self,
         channel: &str,

@@ -7,6 +7,13 @@
 //! crate has no method for on a plain connection) all go through the same path, and no
 //! confirmation can be taken for another command's reply.
 //!
+//! RESP2 fallback: when the server refuses `HELLO 3` (`-ERR unknown command 'HELLO'`,
+//! `-NOPROTO`), the subscriber uses the crate's RESP2 pub/sub connection instead, from
+//! then on for this subscriber's life, with the same registry replay, events, backoff and
+//! health checks; a task forwards its message stream like the push sender below. That
+//! connection has no SSUBSCRIBE, so on it a shard subscription fails with a clear error
+//! (and is not kept). Cluster subscribers need RESP3.
+//!
 //! The push sender runs inside the crate's connection driver and must not block: it
 //! `try_send`s messages into the dispatcher's bounded queue and, when that is full, flags
 //! the connection as a slow consumer; this task then drops the connection and reconnects.
@@ -14,8 +21,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures_util::StreamExt;
 use redis::{PushInfo, PushKind, Value};
 use tokio::sync::{mpsc, Notify};
+use tokio::task::JoinHandle;
 
 use super::core::{Command, Done, Target};
 use super::{resubscribed, ConnectionEvent, Link};
@@ -28,19 +37,28 @@ const MIN_PING_TIMEOUT: Duration = Duration::from_secs(1);
 pub(crate) async fn run(endpoint: Endpoint, mut link: Link) {
     let mut failures: u32 = 0;
     let mut connected_before = false;
+    // Set once the server refused HELLO 3.
+    let mut resp2 = false;
     // Confirmations owed to callers whose subscription waits for the next connection.
     let mut pending: Vec<Done> = Vec::new();
     loop {
         let (closed_tx, mut closed_rx) = mpsc::unbounded_channel();
         let overflow = Arc::new(Notify::new());
-        let push = push_sender(link.inbound.clone(), closed_tx, Arc::clone(&overflow));
         let attempt = tokio::select! {
             biased;
             _ = super::stopped(&mut link.stop) => return,
-            attempt = endpoint.subscriber_connection(push) => attempt,
+            attempt = connect(&endpoint, resp2, link.inbound.clone(), closed_tx, Arc::clone(&overflow)) => attempt,
         };
-        let mut conn = match attempt {
-            Ok(conn) => conn,
+        // The forwarder (RESP2 only) lives exactly as long as the connection.
+        let (mut conn, _forwarder) = match attempt {
+            Ok(connected) => connected,
+            Err(err) if !resp2 && refuses_resp3(&err) && endpoint.is_single() => {
+                tracing::info!(
+                    "herald-client: the server refused HELLO 3 ({err}); subscribing over RESP2"
+                );
+                resp2 = true;
+                continue;
+            }
             Err(err) => {
                 let retry_in = link.options.backoff.delay(failures);
                 failures = failures.saturating_add(1);
@@ -216,6 +234,77 @@ async fn wait_taking_commands(link: &mut Link, delay: Duration, pending: &mut Ve
             },
         }
     }
+}
+
+/// Aborts the RESP2 message forwarder when the connection it serves is dropped.
+struct Forwarder(JoinHandle<()>);
+
+impl Drop for Forwarder {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// A RESP3 connection with a push sender, or (`resp2`) a RESP2 pub/sub connection with a
+/// task forwarding its messages the same way.
+async fn connect(
+    endpoint: &Endpoint,
+    resp2: bool,
+    inbound: mpsc::Sender<Message>,
+    closed: mpsc::UnboundedSender<()>,
+    overflow: Arc<Notify>,
+) -> Result<(SubscriberConnection, Option<Forwarder>), redis::RedisError> {
+    if resp2 {
+        let (conn, stream) = endpoint.resp2_subscriber_connection().await?;
+        let forwarder = tokio::spawn(forward(stream, inbound, closed, overflow));
+        Ok((conn, Some(Forwarder(forwarder))))
+    } else {
+        let push = push_sender(inbound, closed, overflow);
+        Ok((endpoint.subscriber_connection(push).await?, None))
+    }
+}
+
+/// True when connecting failed because the server does not do RESP3 (HELLO 3).
+fn refuses_resp3(err: &redis::RedisError) -> bool {
+    if err.kind() == redis::ErrorKind::RESP3NotSupported || err.code() == Some("NOPROTO") {
+        return true;
+    }
+    let detail = err.detail().unwrap_or_default().to_ascii_lowercase();
+    err.code() == Some("ERR") && detail.contains("unknown command") && detail.contains("hello")
+}
+
+/// The RESP2 counterpart of [`push_sender`]: messages into the queue (a full queue flags a
+/// slow consumer), and the end of the stream reported as a closed connection.
+async fn forward(
+    mut stream: redis::aio::PubSubStream,
+    inbound: mpsc::Sender<Message>,
+    closed: mpsc::UnboundedSender<()>,
+    overflow: Arc<Notify>,
+) {
+    while let Some(msg) = stream.next().await {
+        if let Some(message) = from_resp2(&msg) {
+            if let Err(mpsc::error::TrySendError::Full(_)) = inbound.try_send(message) {
+                overflow.notify_one();
+            }
+        }
+    }
+    let _ = closed.send(());
+}
+
+/// A RESP2 `message` or `pmessage` as a [`Message`].
+fn from_resp2(msg: &redis::Msg) -> Option<Message> {
+    let channel: Vec<u8> = msg.get_channel().ok()?;
+    let kind = if msg.from_pattern() {
+        let pattern: Vec<u8> = msg.get_pattern().ok()?;
+        MessageKind::Pattern(String::from_utf8_lossy(&pattern).into_owned())
+    } else {
+        MessageKind::Channel
+    };
+    Some(Message {
+        kind,
+        channel: String::from_utf8_lossy(&channel).into_owned(),
+        payload: bytes::Bytes::copy_from_slice(msg.get_payload_bytes()),
+    })
 }
 
 fn is_connection_error(err: &redis::RedisError) -> bool {

@@ -1,6 +1,7 @@
-//! Shared by the integration tests: the three back ends every test runs against (a Herald
-//! server started in this process, the embedded mode, and a real redis-server child on
-//! a free port), helpers to wait for things with a deadline, and the macro that turns
+//! Shared by the integration tests: the four back ends every test runs against (a Herald
+//! server started in this process, the embedded mode, a real redis-server child on a free
+//! port, and one started with HELLO renamed away so that subscribers must fall back to
+//! RESP2), helpers to wait for things with a deadline, and the macro that turns
 //! one test body into one test per back end.
 
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
@@ -25,6 +26,8 @@ pub enum Kind {
     Herald,
     Embedded,
     Redis,
+    /// redis-server refusing HELLO (`--rename-command HELLO ""`): RESP2 subscribers.
+    RedisResp2,
 }
 
 enum Running {
@@ -71,8 +74,13 @@ async fn start_herald(port: u16) -> (SocketAddr, Running) {
     )
 }
 
-async fn start_redis(port: u16) -> (SocketAddr, Running) {
-    let child = Command::new("redis-server")
+async fn start_redis(port: u16, resp2: bool) -> (SocketAddr, Running) {
+    let mut command = Command::new("redis-server");
+    if resp2 {
+        // The config parser reads `""` as the empty name: the command is gone.
+        command.args(["--rename-command", "HELLO", "\"\""]);
+    }
+    let child = command
         .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
         .args(["--save", "", "--appendonly", "no", "--daemonize", "no"])
         .args(["--dir", &std::env::temp_dir().to_string_lossy()])
@@ -91,6 +99,12 @@ async fn start_redis(port: u16) -> (SocketAddr, Running) {
                 let pong: redis::RedisResult<String> =
                     redis::cmd("PING").query_async(&mut conn).await;
                 if pong.is_ok() {
+                    if resp2 {
+                        let hello: redis::RedisResult<redis::Value> =
+                            redis::cmd("HELLO").arg(3).query_async(&mut conn).await;
+                        let err = hello.expect_err("this redis-server must refuse HELLO");
+                        assert!(err.to_string().contains("unknown command"), "{err}");
+                    }
                     return (addr, running);
                 }
             }
@@ -153,7 +167,8 @@ impl Backend {
                 }
             }
             Kind::Herald => start_herald(0).await,
-            Kind::Redis => start_redis(free_port()).await,
+            Kind::Redis => start_redis(free_port(), false).await,
+            Kind::RedisResp2 => start_redis(free_port(), true).await,
         };
         let herald = Herald::connect(&format!("redis://{addr}/"))
             .await
@@ -164,6 +179,12 @@ impl Backend {
             addr: Some(addr),
             running: Some(running),
         }
+    }
+
+    /// False where shard channels cannot be subscribed: the RESP2 fallback (the `redis`
+    /// crate's RESP2 pub/sub has no SSUBSCRIBE).
+    pub fn shard_channels(&self) -> bool {
+        self.kind != Kind::RedisResp2
     }
 
     pub fn is_remote(&self) -> bool {
@@ -237,7 +258,8 @@ impl Backend {
                         Err(_) => None,
                     }
                 }
-                Kind::Redis => Some(start_redis(port).await),
+                Kind::Redis => Some(start_redis(port, false).await),
+                Kind::RedisResp2 => Some(start_redis(port, true).await),
                 Kind::Embedded => unreachable!("embedded has no server"),
             };
             if let Some(started) = started {
@@ -274,6 +296,15 @@ pub fn collector<T>() -> (Arc<mpsc::UnboundedSender<T>>, mpsc::UnboundedReceiver
     (Arc::new(tx), rx)
 }
 
+/// Asserts that a shard subscription on the RESP2 fallback failed, clearly.
+pub fn assert_shard_refused(result: Result<herald_client::HandlerId, herald_client::Error>) {
+    let err = result.expect_err("SSUBSCRIBE over RESP2 must fail");
+    assert!(
+        err.to_string().contains("shard channels need RESP3"),
+        "{err}"
+    );
+}
+
 /// One `#[tokio::test]` per back end for each listed async fn taking a [`Backend`].
 #[macro_export]
 macro_rules! on_every_backend {
@@ -305,6 +336,17 @@ macro_rules! on_every_backend {
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $name() {
                     let backend = $crate::common::Backend::start($crate::common::Kind::Redis).await;
+                    tokio::time::timeout($crate::common::TEST_TIMEOUT, super::$name(backend))
+                        .await
+                        .expect("test timed out");
+                }
+            )*
+        }
+        mod redis_resp2 {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    let backend = $crate::common::Backend::start($crate::common::Kind::RedisResp2).await;
                     tokio::time::timeout($crate::common::TEST_TIMEOUT, super::$name(backend))
                         .await
                         .expect("test timed out");
