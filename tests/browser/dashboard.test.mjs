@@ -50,7 +50,10 @@ test("shows a channel created by redis-cli subscribers with its subscriber count
 
 test("the message rate rises while a publisher runs, in the table, the totals and the chart", async () => {
   const subscriber = redisCliProcess(herald.respPort, "SUBSCRIBE", "ticks");
+  // Bystanders, so the table (and the screenshot) has more than one row.
+  const bystanders = redisCliProcess(herald.respPort, "SUBSCRIBE", "orders:eu", "orders:us", "chat:lobby");
   await subscriber.waitFor("ticks");
+  await bystanders.waitFor("chat:lobby");
   const page = await browser.newPage();
   await page.goto(herald.url + "/");
   await eventually(async () => (await cell(page, "ticks", "rate").textContent()) === "0.00", "ticks listed, idle");
@@ -70,6 +73,7 @@ test("the message rate rises while a publisher runs, in the table, the totals an
   } finally {
     publisher.stop();
     subscriber.stop();
+    bystanders.stop();
     await page.close();
   }
   assert.deepEqual(browser.errors, []);
