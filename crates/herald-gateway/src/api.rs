@@ -86,6 +86,20 @@ pub fn query_pairs(query: Option<&str>) -> Vec<(String, String)> {
         .unwrap_or_default()
 }
 
+/// A `limit` query value: a number from 1 to `max`, or 400 `bad_request`.
+pub fn parse_limit(value: &str, max: usize) -> Result<usize, RequestError> {
+    value
+        .parse()
+        .ok()
+        .filter(|limit| (1..=max).contains(limit))
+        .ok_or_else(|| {
+            RequestError::bad_request(
+                "bad_request",
+                format!("'limit' must be a number from 1 to {max}, not '{value}'"),
+            )
+        })
+}
+
 /// Authenticates a request: `Authorization: Bearer <jwt>` or the `token` query parameter.
 pub fn authenticate(
     hub: &Hub,

@@ -32,7 +32,7 @@ use herald_engine::{ChannelActivity, ChannelOrder, Scope};
 use parking_lot::Mutex;
 use serde_json::{json, Value};
 
-use crate::api::{authenticate, query_pairs};
+use crate::api::{authenticate, parse_limit, query_pairs};
 use crate::auth::{now_secs, Grants};
 use crate::error::RequestError;
 use crate::hub::{Hub, Transport};
@@ -287,18 +287,7 @@ fn parse_top_query(query: &[(String, String)]) -> Result<TopQuery, RequestError>
                     }
                 }
             }
-            "limit" => {
-                parsed.limit = value
-                    .parse()
-                    .ok()
-                    .filter(|limit| (1..=MAX_TOP).contains(limit))
-                    .ok_or_else(|| {
-                        RequestError::bad_request(
-                            "bad_request",
-                            format!("'limit' must be a number from 1 to {MAX_TOP}, not '{value}'"),
-                        )
-                    })?
-            }
+            "limit" => parsed.limit = parse_limit(value, MAX_TOP)?,
             "search" => {
                 if value.len() > MAX_SEARCH_BYTES {
                     return Err(RequestError::bad_request(

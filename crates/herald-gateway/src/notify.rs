@@ -30,7 +30,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use uuid::Uuid;
 
-use crate::api::{authenticate, query_pairs};
+use crate::api::{authenticate, parse_limit, query_pairs};
 use crate::auth::{now_secs, Claims, Grants};
 use crate::dashboard::require_operator;
 use crate::error::RequestError;
@@ -136,16 +136,7 @@ pub async fn list(
     let user = target_user(&hub, &grants, &query)?;
     let limit = match query.iter().find(|(key, _)| key == "limit") {
         None => 20,
-        Some((_, value)) => value
-            .parse()
-            .ok()
-            .filter(|limit| (1..=HISTORY_LIMIT).contains(limit))
-            .ok_or_else(|| {
-                RequestError::bad_request(
-                    "bad_request",
-                    format!("'limit' must be a number from 1 to {HISTORY_LIMIT}, not '{value}'"),
-                )
-            })?,
+        Some((_, value)) => parse_limit(value, HISTORY_LIMIT)?,
     };
     let service = service(&hub)?;
     // One read for both answers, so the count matches the list's moment.
