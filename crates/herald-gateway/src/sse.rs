@@ -5,11 +5,14 @@
 //! `event: herald.subscribed` event, then one event per message with `event:` set to the
 //! channel and `data:` the same JSON `message` frame as WebSocket sends, and a keep-alive
 //! comment (`: keep-alive`) after each quiet interval. A client that falls behind its
-//! output budget gets a last `event: herald.close` (if it still fits) and the stream ends.
+//! output budget gets a last `event: herald.close` (if it still fits) and the stream ends;
+//! so does a stream whose token expires (`token_expired`), as a WebSocket is closed
+//! with 4001.
 
 use std::collections::VecDeque;
 use std::convert::Infallible;
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::extract::{RawQuery, State};
 use axum::http::HeaderMap;
@@ -20,6 +23,7 @@ use herald_engine::{Delivery, OutboxBatch, Outgoing};
 use serde_json::json;
 
 use crate::api::{authenticate, query_pairs};
+use crate::auth::now_secs;
 use crate::error::RequestError;
 use crate::hub::{GatewayStats, Hub, Session, Transport};
 
@@ -37,11 +41,11 @@ pub async fn stream(
     headers: HeaderMap,
 ) -> Response {
     match open(&hub, query.as_deref(), &headers) {
-        Ok(session) => {
+        Ok((session, expires_at)) => {
             let keep_alive = KeepAlive::new()
                 .interval(hub.config.sse_keep_alive)
                 .text("keep-alive");
-            Sse::new(events(session))
+            Sse::new(events(session, expires_at))
                 .keep_alive(keep_alive)
                 .into_response()
         }
@@ -49,7 +53,12 @@ pub async fn stream(
     }
 }
 
-fn open(hub: &Arc<Hub>, query: Option<&str>, headers: &HeaderMap) -> Result<Session, RequestError> {
+/// The session and its token's expiry (seconds since the epoch).
+fn open(
+    hub: &Arc<Hub>,
+    query: Option<&str>,
+    headers: &HeaderMap,
+) -> Result<(Session, Option<u64>), RequestError> {
     let query = query_pairs(query);
     let grants = authenticate(hub, headers, &query)?;
     let mut channels = Vec::new();
@@ -88,20 +97,29 @@ fn open(hub: &Arc<Hub>, query: Option<&str>, headers: &HeaderMap) -> Result<Sess
         session.psubscribe(pattern);
     }
     session.release_when_killed();
-    Ok(session)
+    Ok((session, grants.expires_at()))
 }
 
 struct Reader {
     session: Session,
+    /// When the token expires; the stream ends there.
+    deadline: Option<tokio::time::Instant>,
     pending: VecDeque<Delivery>,
     batch: Vec<Outgoing>,
     greeted: bool,
     done: bool,
 }
 
-fn events(session: Session) -> impl Stream<Item = Result<Event, Infallible>> {
+fn events(
+    session: Session,
+    expires_at: Option<u64>,
+) -> impl Stream<Item = Result<Event, Infallible>> {
+    let deadline = expires_at.map(|exp| {
+        tokio::time::Instant::now() + Duration::from_secs(exp.saturating_sub(now_secs()))
+    });
     let reader = Reader {
         session,
+        deadline,
         pending: VecDeque::new(),
         batch: Vec::new(),
         greeted: false,
@@ -133,6 +151,14 @@ impl Reader {
             );
         }
         loop {
+            if self
+                .deadline
+                .is_some_and(|deadline| tokio::time::Instant::now() >= deadline)
+            {
+                self.done = true;
+                let data = json!({ "type": "close", "code": "token_expired" });
+                return Some(Event::default().event(CLOSE_EVENT).data(data.to_string()));
+            }
             if let Some(delivery) = self.pending.pop_front() {
                 return Some(self.message_event(&delivery));
             }
@@ -148,9 +174,16 @@ impl Reader {
                         }));
                 }
                 OutboxBatch::Empty => {
+                    let expiry = async {
+                        match self.deadline {
+                            Some(deadline) => tokio::time::sleep_until(deadline).await,
+                            None => std::future::pending().await,
+                        }
+                    };
                     tokio::select! {
                         _ = outbox.output_ready() => {}
                         _ = outbox.killed() => {}
+                        _ = expiry => {}
                     }
                 }
                 OutboxBatch::Finished | OutboxBatch::Killed => {

@@ -321,3 +321,27 @@ async fn an_expiring_token_closes_the_websocket_with_4001() {
     let mut ws = ws_open(&herald.http, Some(&short)).await;
     assert_eq!(close_code(&mut ws).await, Some(4001));
 }
+
+#[tokio::test]
+async fn an_expiring_token_ends_the_sse_stream_with_token_expired() {
+    let herald = secured();
+    let short = user_token("5", &["--subscribe", "x", "--ttl", "2s"]);
+    let mut stream = sse(&herald.http, &format!("?channel=x&token={short}"))
+        .await
+        .expect("stream opens");
+    assert_eq!(resp_publish(&herald.resp, "x", b"before").await, 1);
+    let (event, data) = stream.event().await;
+    assert_eq!(
+        (event.as_str(), &data["data"]),
+        ("x", &serde_json::json!("before"))
+    );
+    let (event, data) = stream.event().await;
+    assert_eq!(event, "herald.close");
+    assert_eq!(data["code"], "token_expired");
+    // The subscription went with the stream.
+    let deadline = std::time::Instant::now() + WAIT;
+    while resp_publish(&herald.resp, "x", b"after").await != 0 {
+        assert!(std::time::Instant::now() < deadline, "still subscribed");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
