@@ -33,10 +33,25 @@ where
     I: IntoIterator<Item = S>,
     S: AsRef<OsStr>,
 {
+    start_until(args, &[READY]).0
+}
+
+/// The RESP server's "ready" line, which names its address.
+pub const READY: &str = "ready to accept connections";
+
+/// Starts `herald server ARGS` and waits for a log line containing each of `needles`,
+/// in any order (the RESP and HTTP listeners come up concurrently); returns the lines in
+/// the order of `needles`. One of them must be [`READY`].
+pub fn start_until<I, S>(args: I, needles: &[&str]) -> (Running, Vec<String>)
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<OsStr>,
+{
     let mut child = Command::new(HERALD)
         .arg("server")
         .args(args)
         .env("RUST_LOG", "info")
+        .env_remove("HERALD_GATEWAY_JWT_SECRET")
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
@@ -55,14 +70,23 @@ where
         addr: String::new(),
         log,
     };
-    let ready = running.wait_for("ready to accept connections");
-    running.addr = ready
-        .rsplit("addr=")
+    let found = running.wait_for_all(needles);
+    let ready = needles
+        .iter()
+        .position(|needle| *needle == READY)
+        .map(|i| &found[i])
+        .expect("start_until needs the READY line among its needles");
+    running.addr = value_after(ready, "addr=").expect("address in the ready line");
+    (running, found)
+}
+
+/// The whitespace-delimited value after `key` in a log line.
+pub fn value_after(line: &str, key: &str) -> Option<String> {
+    line.rsplit(key)
         .next()
-        .expect("address in the ready line")
-        .trim()
-        .to_owned();
-    running
+        .filter(|_| line.contains(key))
+        .and_then(|rest| rest.split_whitespace().next())
+        .map(str::to_owned)
 }
 
 impl Running {
@@ -77,6 +101,35 @@ impl Running {
                 return line;
             }
         }
+    }
+
+    /// The first line containing each of `needles`, in any order, in the order of
+    /// `needles` (lines matching none are skipped).
+    pub fn wait_for_all(&self, needles: &[&str]) -> Vec<String> {
+        let mut found: Vec<Option<String>> = vec![None; needles.len()];
+        while found.iter().any(Option::is_none) {
+            let line = self.log.recv_timeout(WAIT).unwrap_or_else(|_| {
+                let missing: Vec<_> = needles
+                    .iter()
+                    .zip(&found)
+                    .filter(|(_, line)| line.is_none())
+                    .map(|(needle, _)| *needle)
+                    .collect();
+                panic!("herald never logged {missing:?}")
+            });
+            for (needle, slot) in needles.iter().zip(found.iter_mut()) {
+                if slot.is_none() && line.contains(needle) {
+                    *slot = Some(line.clone());
+                }
+            }
+        }
+        found.into_iter().flatten().collect()
+    }
+
+    /// Stops reading the server's stderr: the pipe closes at its next log line, and
+    /// every log write after that fails (what a dead log collector does to a server).
+    pub fn close_log(&mut self) {
+        self.log = mpsc::channel().1;
     }
 
     /// Sends SIGTERM and waits for the goodbye line and the exit.

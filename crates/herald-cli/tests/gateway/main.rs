@@ -4,14 +4,15 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
+#[path = "../common/mod.rs"]
+mod common;
+
 mod auth;
 mod dashboard;
 mod flow;
 mod limits;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::process::Command;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -25,74 +26,26 @@ use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
-pub const HERALD: &str = env!("CARGO_BIN_EXE_herald");
-pub const WAIT: Duration = Duration::from_secs(10);
+pub use common::{HERALD, WAIT};
 pub const SECRET: &str = "gateway-test-secret";
 
-/// A `herald server` child with RESP and HTTP on ephemeral ports, killed on drop.
+/// A `herald server` with RESP and HTTP on ephemeral ports, killed on drop.
 pub struct Herald {
-    child: Child,
+    pub running: common::Running,
     pub resp: String,
     pub http: String,
 }
 
-impl Drop for Herald {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 pub fn start(args: &[&str]) -> Herald {
-    let mut child = Command::new(HERALD)
-        .args([
-            "server",
-            "--bind",
-            "127.0.0.1",
-            "--port",
-            "0",
-            "--http-port",
-            "0",
-        ])
-        .args(args)
-        .env("RUST_LOG", "info")
-        .env_remove("HERALD_GATEWAY_JWT_SECRET")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn herald");
-    let stderr = child.stderr.take().unwrap();
-    let (lines, log) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if lines.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    let mut herald = Herald {
-        child,
-        resp: String::new(),
-        http: String::new(),
-    };
-    let value_after = |line: &str, key: &str| {
-        line.split(key)
-            .nth(1)
-            .and_then(|rest| rest.split_whitespace().next())
-            .map(str::to_owned)
-    };
-    while herald.resp.is_empty() || herald.http.is_empty() {
-        let line = log
-            .recv_timeout(WAIT)
-            .unwrap_or_else(|_| panic!("herald did not report both listeners"));
-        if line.contains("ready to accept connections") {
-            herald.resp = value_after(&line, "addr=").unwrap();
-        }
-        if line.contains("gateway serving") {
-            herald.http = value_after(&line, "http_addr=").unwrap();
-        }
+    let mut all = vec!["--bind", "127.0.0.1", "--port", "0", "--http-port", "0"];
+    all.extend_from_slice(args);
+    let (running, lines) = common::start_until(all, &[common::READY, "gateway serving"]);
+    let http = common::value_after(&lines[1], "http_addr=").expect("http_addr in the gateway line");
+    Herald {
+        resp: running.addr.clone(),
+        http,
+        running,
     }
-    herald
 }
 
 /// A token from `herald token` (the CLI helper under test too).
