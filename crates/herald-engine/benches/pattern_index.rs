@@ -20,7 +20,7 @@ const SIZES: &[usize] = &[10, 1_000, 100_000];
 const CHANNELS: usize = 1024;
 
 fn pattern(g: usize) -> String {
-    if g % 10 == 0 {
+    if g.is_multiple_of(10) {
         format!("*:t:p{g}")
     } else {
         format!("t:user:{g}:*")

@@ -140,7 +140,7 @@ pub enum LimitClass {
 /// Parses `<class> <hard> <soft> <seconds> [...]` (class: normal, replica/slave, pubsub).
 pub fn parse_output_limits(text: &str) -> Result<Vec<(LimitClass, OutputLimit)>, ConfigError> {
     let words: Vec<&str> = text.split_whitespace().collect();
-    if words.is_empty() || words.len() % 4 != 0 {
+    if words.is_empty() || !words.len().is_multiple_of(4) {
         return Err(ConfigError::BadLimitArity);
     }
     words

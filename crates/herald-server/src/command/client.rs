@@ -296,7 +296,7 @@ impl KillFilter {
             ..KillFilter::default()
         };
         let pairs = &args[2..];
-        if pairs.len() % 2 != 0 {
+        if !pairs.len().is_multiple_of(2) {
             return Err(SYNTAX_ERROR.to_owned());
         }
         for pair in pairs.chunks(2) {

@@ -39,7 +39,7 @@ const WRITE: CommandSpec = CommandSpec {
 const NAN_OR_INFINITY: &str = "ERR value is NaN or Infinity";
 
 fn hset(session: &mut Session, out: &mut Output<'_>, args: &[Bytes], legacy: bool) -> Flow {
-    if args.len() % 2 != 0 {
+    if !args.len().is_multiple_of(2) {
         out.error(&wrong_arity(if legacy { "hmset" } else { "hset" }));
         return Flow::Continue;
     }

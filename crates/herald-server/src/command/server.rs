@@ -226,7 +226,7 @@ fn validate(name: &str, value: &str) -> Result<Change, String> {
 
 fn config_set(session: &mut Session, out: &mut Output<'_>, args: &[Bytes]) -> Flow {
     let pairs = &args[2..];
-    if pairs.len() % 2 != 0 {
+    if !pairs.len().is_multiple_of(2) {
         out.error(&super::wrong_arity("config|set"));
         return Flow::Continue;
     }

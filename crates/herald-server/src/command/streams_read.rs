@@ -86,7 +86,7 @@ fn parse_read_args(args: &[Bytes], group_read: bool) -> Result<ReadArgs, String>
         return Err(SYNTAX_ERROR.to_owned());
     };
     let rest = &args[at..];
-    if rest.len() % 2 != 0 {
+    if !rest.len().is_multiple_of(2) {
         let (name, symbol) = if group_read {
             ("xreadgroup", '>')
         } else {

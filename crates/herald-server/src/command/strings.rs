@@ -319,7 +319,7 @@ fn mset(
     args: &[Bytes],
     only_if_none_exist: bool,
 ) -> Flow {
-    if args.len() % 2 == 0 {
+    if args.len().is_multiple_of(2) {
         out.error(&super::wrong_arity(if only_if_none_exist {
             "msetnx"
         } else {
