@@ -63,7 +63,7 @@ impl Endpoint {
             let _ = options;
             if tls {
                 return Err(Error::InvalidUrl(format!(
-                    "{url}: TLS URLs need herald-client's `tls` feature"
+                    "{}: TLS URLs need herald-client's `tls` feature"
                 )));
             }
         }
@@ -77,7 +77,8 @@ impl Endpoint {
             let certificates = options.certificates()?;
             if certificates.is_some() && !tls {
                 return Err(Error::InvalidUrl(format!(
-                    "{url}: TLS certificates were given for a URL without TLS (use rediss://)"
+                    "{}: TLS certificates were given for a URL without TLS (use rediss://)",
+                    redacted(url)
                 )));
             }
             certificates
@@ -102,7 +103,8 @@ impl Endpoint {
         }
         if url.contains("+cluster://") {
             return Err(Error::InvalidUrl(format!(
-                "{url}: cluster URLs need herald-client's `cluster` feature"
+                "{}: cluster URLs need herald-client's `cluster` feature",
+                redacted(url)
             )));
         }
         #[cfg(feature = "tls")]
@@ -114,7 +116,7 @@ impl Endpoint {
         }
         redis::Client::open(url)
             .map(Endpoint::Single)
-            .map_err(|err| Error::InvalidUrl(format!("{url}: {err}")))
+            .map_err(|err| Error::InvalidUrl(format!("{}: {err}", redacted(url))))
     }
 
     async fn shared(&self) -> Result<Commands, Error> {
@@ -250,6 +252,26 @@ impl ClusterSeeds {
     }
 }
 
+/// `url` with the password of its user info replaced by `***`, for error messages (which
+/// end up in logs). Without a `:` the whole user info may be a password, so it all goes.
+pub(crate) fn redacted(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(authority_end);
+    match authority.rsplit_once('@') {
+        Some((userinfo, hosts)) => {
+            let user = match userinfo.split_once(':') {
+                Some((user, _)) => format!("{user}:***"),
+                None => "***".to_owned(),
+            };
+            format!("{scheme}://{user}@{hosts}{tail}")
+        }
+        None => url.to_owned(),
+    }
+}
+
 /// `host:port,host:port[#insecure]` (with optional `user:pw@` for all) as one URL per
 /// node, and whether `#insecure` was given.
 #[cfg(feature = "cluster")]
@@ -286,7 +308,7 @@ fn cluster_nodes(rest: &str, scheme: &str) -> Result<(Vec<String>, bool), Error>
     }
     for node in &nodes {
         redis::Client::open(node.as_str())
-            .map_err(|err| Error::InvalidUrl(format!("{node}: {err}")))?;
+            .map_err(|err| Error::InvalidUrl(format!("{}: {err}", redacted(node))))?;
     }
     Ok((nodes, insecure))
 }
@@ -598,5 +620,37 @@ fn exec_publish_count(mut replies: Vec<Value>) -> Result<(usize,), Error> {
             ))),
         },
         other => Err(Error::UnexpectedReply(format!("EXEC: {other:?}"))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_never_reach_error_messages() {
+        assert_eq!(
+            redacted("redis://:s3cret@host:6379/0"),
+            "redis://:***@host:6379/0"
+        );
+        assert_eq!(
+            redacted("rediss://app:s3cret@host/#insecure"),
+            "rediss://app:***@host/#insecure"
+        );
+        assert_eq!(redacted("redis://s3cret@host"), "redis://***@host");
+        assert_eq!(
+            redacted("redis+cluster://u:p@a:1,b:2"),
+            "redis+cluster://u:***@a:1,b:2"
+        );
+        assert_eq!(redacted("redis://host:6379"), "redis://host:6379");
+        assert_eq!(redacted("not a url"), "not a url");
+        // An '@' after the authority is not user info.
+        assert_eq!(redacted("redis://host/0?x=a@b"), "redis://host/0?x=a@b");
+        let err = Endpoint::parse("redis://:s3cret@host:notaport", &ConnectOptions::default())
+            .err()
+            .map(|err| err.to_string())
+            .unwrap_or_default();
+        assert!(!err.contains("s3cret"), "{err}");
+        assert!(err.contains("***"), "{err}");
     }
 }
