@@ -14,7 +14,9 @@
 //! [`Dashboard::tick`] runs once a second from the gateway's cron: it records the rates
 //! and, while someone looked at the dashboard in the last [`VIEWER_WINDOW`], folds the
 //! channels' publish counters into their rates (a walk of every channel, which is why it
-//! stops when nobody looks). This module holds its mutex only for ring-buffer updates and
+//! stops when nobody looks). [`Dashboard::publish_live`] then builds the live stream's
+//! event once for every open stream (a `watch` channel), so ten open dashboards cost
+//! what one does. This module holds its mutex only for ring-buffer updates and
 //! never across an `.await`.
 
 use std::collections::VecDeque;
@@ -76,6 +78,8 @@ struct Samples {
 pub struct Dashboard {
     started: Instant,
     state: Mutex<Samples>,
+    /// The latest live-stream event body, shared by every open stream.
+    live: tokio::sync::watch::Sender<Option<Arc<str>>>,
 }
 
 impl Default for Dashboard {
@@ -83,6 +87,7 @@ impl Default for Dashboard {
         Dashboard {
             started: Instant::now(),
             state: Mutex::new(Samples::default()),
+            live: tokio::sync::watch::channel(None).0,
         }
     }
 }
@@ -129,6 +134,13 @@ impl Dashboard {
         // The walk happens outside the lock; the lock only orders the timestamps.
         if let Some(elapsed) = sample_channels {
             engine.sample_channel_rates(elapsed);
+        }
+    }
+
+    /// Builds the live event once for all open streams (nothing when none is open).
+    pub fn publish_live(&self, hub: &Hub) {
+        if self.live.receiver_count() > 0 {
+            self.live.send_replace(Some(live_body(hub).into()));
         }
     }
 
@@ -332,7 +344,8 @@ pub async fn top_channels(
     })))
 }
 
-fn stream_event(hub: &Hub) -> Event {
+/// The live stream's event body: the stats and both top-10 lists.
+fn live_body(hub: &Hub) -> String {
     let mut body = stats_json(hub);
     let top = |order| {
         rows_json(
@@ -342,7 +355,7 @@ fn stream_event(hub: &Hub) -> Event {
     };
     body["top_by_rate"] = top(ChannelOrder::Rate);
     body["top_by_subscribers"] = top(ChannelOrder::Subscribers);
-    Event::default().event("stats").data(body.to_string())
+    body.to_string()
 }
 
 /// `GET /api/stats/stream`.
@@ -361,14 +374,25 @@ pub async fn stats_stream(
 }
 
 fn live(hub: Arc<Hub>, expires_at: Option<u64>) -> impl Stream<Item = Result<Event, Infallible>> {
-    let mut tick = tokio::time::interval(SAMPLE_INTERVAL);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    stream::unfold(Some((hub, tick)), move |state| async move {
-        let (hub, mut tick) = state?;
-        tokio::select! {
-            _ = tick.tick() => {}
-            _ = hub.shutdown.cancelled() => return None,
-        }
+    let updates = hub.dashboard.live.subscribe();
+    // The first event at once, built for this stream; then one per tick, shared.
+    let first: Arc<str> = live_body(&hub).into();
+    stream::unfold(Some((hub, updates, Some(first))), move |state| async move {
+        let (hub, mut updates, first) = state?;
+        let body = match first {
+            Some(body) => Some(body),
+            None => {
+                tokio::select! {
+                    changed = updates.changed() => {
+                        if changed.is_err() {
+                            return None;
+                        }
+                    }
+                    _ = hub.shutdown.cancelled() => return None,
+                }
+                updates.borrow_and_update().clone()
+            }
+        };
         if expires_at.is_some_and(|at| now_secs() >= at) {
             let closing = Event::default()
                 .event("herald.close")
@@ -376,8 +400,11 @@ fn live(hub: Arc<Hub>, expires_at: Option<u64>) -> impl Stream<Item = Result<Eve
             return Some((Ok(closing), None));
         }
         hub.dashboard.viewed();
-        let event = stream_event(&hub);
-        Some((Ok(event), Some((hub, tick))))
+        let event = match body {
+            Some(body) => Event::default().event("stats").data(&*body),
+            None => Event::default().comment("no stats yet"),
+        };
+        Some((Ok(event), Some((hub, updates, None))))
     })
 }
 

@@ -200,7 +200,10 @@ async fn limit_cron(hub: Arc<hub::Hub>) {
     loop {
         tokio::select! {
             _ = tick.tick() => hub.enforce_limits(),
-            _ = dashboard.tick() => hub.dashboard.tick(&hub.engine),
+            _ = dashboard.tick() => {
+                hub.dashboard.tick(&hub.engine);
+                hub.dashboard.publish_live(&hub);
+            }
         }
     }
 }

@@ -174,7 +174,7 @@ async fn top_channels_follow_redis_subscribers_and_publishers() {
 #[tokio::test]
 async fn the_stats_stream_sends_an_event_a_second_and_ends_when_the_token_expires() {
     let herald = start(&["--gateway-jwt-secret", SECRET]);
-    let token = user_token("ops", &["--admin", "--ttl", "3"]);
+    let token = user_token("ops", &["--admin", "--ttl", "5"]);
     let response = send_http(
         &herald.http,
         "GET",
@@ -196,6 +196,29 @@ async fn the_stats_stream_sends_an_event_a_second_and_ends_when_the_token_expire
     );
     let (_, second) = stream.event().await;
     assert!(second["time_ms"].as_u64() > first["time_ms"].as_u64());
+    // A second viewer gets the same events, built once per tick for both.
+    let response = send_http(
+        &herald.http,
+        "GET",
+        &format!("/api/stats/stream?token={token}"),
+        None,
+        b"",
+    )
+    .await;
+    let mut other = Sse {
+        body: response.into_body(),
+        buffer: String::new(),
+    };
+    let _ = other.event().await;
+    let mut seen = std::collections::HashSet::new();
+    for _ in 0..2 {
+        seen.insert(stream.event().await.1["time_ms"].as_u64());
+    }
+    let mut shared = false;
+    for _ in 0..2 {
+        shared |= seen.contains(&other.event().await.1["time_ms"].as_u64());
+    }
+    assert!(shared, "the two streams never got the same tick's event");
     let closing: Value = loop {
         let (event, data) = stream.event().await;
         if event == "herald.close" {
