@@ -105,25 +105,31 @@ impl ChannelMap {
         }
     }
 
-    /// The `limit` top channels by `order` whose names contain `search` (any channel
-    /// when `None` or empty). One walk, at most `limit` rows held.
+    /// For each of `orders`, the `limit` top channels whose names contain `search` (any
+    /// channel when `None` or empty). One walk for all orders, at most `limit` rows held
+    /// per order.
     pub fn top(
         &self,
-        order: ChannelOrder,
+        orders: &[ChannelOrder],
         limit: usize,
         search: Option<&[u8]>,
-    ) -> Vec<ChannelActivity> {
+    ) -> Vec<Vec<ChannelActivity>> {
         let search = search.filter(|needle| !needle.is_empty());
-        let mut top = TopChannels::new(order, limit);
+        let mut tops: Vec<TopChannels> = orders
+            .iter()
+            .map(|order| TopChannels::new(*order, limit))
+            .collect();
         for shard in &self.shards {
             for (name, entry) in shard.read().iter() {
                 if search.is_some_and(|needle| !contains(name, needle)) {
                     continue;
                 }
-                top.offer(entry.set.len(), &entry.activity, || name.clone());
+                for top in &mut tops {
+                    top.offer(entry.set.len(), &entry.activity, name);
+                }
             }
         }
-        top.into_sorted()
+        tops.into_iter().map(TopChannels::into_sorted).collect()
     }
 
     /// Channel names, optionally only those matching `filter`.

@@ -177,7 +177,20 @@ impl Engine {
         limit: usize,
         search: Option<&[u8]>,
     ) -> Vec<ChannelActivity> {
-        self.map(scope).top(order, limit, search)
+        self.top_channels_each(scope, &[order], limit, search)
+            .pop()
+            .unwrap_or_default()
+    }
+
+    /// [`Engine::top_channels`] for each of `orders`, in one walk of the channels.
+    pub fn top_channels_each(
+        &self,
+        scope: Scope,
+        orders: &[ChannelOrder],
+        limit: usize,
+        search: Option<&[u8]>,
+    ) -> Vec<Vec<ChannelActivity>> {
+        self.map(scope).top(orders, limit, search)
     }
 
     /// A snapshot of the counters.

@@ -347,14 +347,17 @@ pub async fn top_channels(
 /// The live stream's event body: the stats and both top-10 lists.
 fn live_body(hub: &Hub) -> String {
     let mut body = stats_json(hub);
-    let top = |order| {
-        rows_json(
-            hub.engine
-                .top_channels(Scope::Classic, order, STREAM_TOP, None),
+    let mut tops = hub
+        .engine
+        .top_channels_each(
+            Scope::Classic,
+            &[ChannelOrder::Rate, ChannelOrder::Subscribers],
+            STREAM_TOP,
+            None,
         )
-    };
-    body["top_by_rate"] = top(ChannelOrder::Rate);
-    body["top_by_subscribers"] = top(ChannelOrder::Subscribers);
+        .into_iter();
+    body["top_by_rate"] = rows_json(tops.next().unwrap_or_default());
+    body["top_by_subscribers"] = rows_json(tops.next().unwrap_or_default());
     body.to_string()
 }
 
