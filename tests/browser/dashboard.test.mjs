@@ -150,3 +150,36 @@ test("with authentication the dashboard wants an admin token", async () => {
   }
   assert.deepEqual(browser.errors, []);
 });
+
+test("a subscriber that stops reading shows among the slowest subscribers", async () => {
+  const net = await import("node:net");
+  const page = await browser.newPage();
+  await page.goto(herald.url + "/");
+  await eventually(() => page.locator("#backlog-empty").isVisible(), "empty backlog");
+  await redisCli(herald.respPort, "CONFIG", "SET", "client-output-buffer-limit", "pubsub 256mb 0 0");
+  const stalled = net.connect(herald.respPort, "127.0.0.1");
+  await new Promise((resolve) => stalled.once("connect", resolve));
+  stalled.write("*3\r\n$6\r\nCLIENT\r\n$7\r\nSETNAME\r\n$7\r\nstalled\r\n*2\r\n$9\r\nSUBSCRIBE\r\n$4\r\nbulk\r\n");
+  stalled.pause(); // never reads again
+  try {
+    await eventually(async () => /bulk 1/.test((await redisCli(herald.respPort, "PUBSUB", "NUMSUB", "bulk")).replace(/\s+/g, " ")), "subscribed");
+    const publisher = net.connect(herald.respPort, "127.0.0.1");
+    await new Promise((resolve) => publisher.once("connect", resolve));
+    const payload = "x".repeat(1 << 20);
+    const command = `*3\r\n$7\r\nPUBLISH\r\n$4\r\nbulk\r\n$${payload.length}\r\n${payload}\r\n`;
+    for (let i = 0; i < 40; i++) publisher.write(command);
+    const row = page.locator("#backlog-rows tr").first();
+    await eventually(async () => (await page.locator("#backlog-rows tr").count()) > 0, "a backlog row");
+    const cells = await row.locator("td").allTextContents();
+    assert.equal(cells[0], "resp");
+    assert.match(cells[1], /\(stalled\)$/);
+    await eventually(async () => /MB$/.test(await row.locator("td.queued").textContent()), "megabytes queued");
+    publisher.destroy();
+  } finally {
+    stalled.destroy();
+    await redisCli(herald.respPort, "CONFIG", "SET", "client-output-buffer-limit", "pubsub 32mb 8mb 60");
+  }
+  await eventually(() => page.locator("#backlog-empty").isVisible(), "backlog empty again once the client is gone");
+  await page.close();
+  assert.deepEqual(browser.errors, []);
+});

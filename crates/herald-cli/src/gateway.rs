@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 use clap::Args;
+use herald_gateway::metrics::Backlog;
 use herald_gateway::{
     GatewayConfig, GatewayLimits, RespSnapshot, RespStats, TokenSigner, Verifier,
 };
@@ -255,6 +256,32 @@ impl RespStats for RespCounters {
             pattern_subscriptions: patterns,
             commands: stats.commands.snapshot(),
         }
+    }
+
+    fn backlog(&self, limit: usize) -> Vec<Backlog> {
+        let mut rows: Vec<Backlog> = self
+            .0
+            .clients
+            .snapshot()
+            .iter()
+            .filter_map(|client| {
+                let queued = client.outbox.queued_bytes();
+                (queued > 0).then(|| Backlog {
+                    transport: "resp",
+                    client: client.id.0,
+                    peer: Some(client.peer.to_string()),
+                    name: client
+                        .meta
+                        .lock()
+                        .name
+                        .as_ref()
+                        .map(|name| String::from_utf8_lossy(name).into_owned()),
+                    queued_bytes: queued as u64,
+                })
+            })
+            .collect();
+        Backlog::keep_largest(&mut rows, limit);
+        rows
     }
 }
 

@@ -88,6 +88,7 @@ function render(stats) {
   $("stat-slow").textContent = s.total;
   $("stat-slow-split").textContent = `resp ${s.resp} · ws ${s.ws} · sse ${s.sse}`;
   drawChart(stats.history);
+  renderBacklog(stats.backlog);
   if (!$("search").value.trim()) {
     renderTop($("order").value === "rate" ? stats.top_by_rate : stats.top_by_subscribers);
   } else {
@@ -114,6 +115,28 @@ function drawChart(history) {
   $("chart-published").setAttribute("points", points(published));
   $("chart-delivered").setAttribute("points", points(delivered));
   $("chart-max").textContent = `peak ${Herald.formatRate(max)}/s`;
+}
+
+function formatBytes(bytes) {
+  if (bytes >= 1 << 20) return `${(bytes / (1 << 20)).toFixed(1)} MB`;
+  if (bytes >= 1 << 10) return `${(bytes / (1 << 10)).toFixed(1)} KB`;
+  return `${bytes} B`;
+}
+
+function renderBacklog(rows) {
+  $("backlog-rows").replaceChildren(
+    ...rows.map((row) =>
+      Herald.el(
+        "tr",
+        { "data-client": String(row.client) },
+        Herald.el("td", { text: row.transport }),
+        Herald.el("td", { class: "channel", text: row.name ? `${row.client} (${row.name})` : String(row.client) }),
+        Herald.el("td", { class: "channel", text: row.peer || "" }),
+        Herald.el("td", { class: "num queued", text: formatBytes(row.queued_bytes) }),
+      ),
+    ),
+  );
+  $("backlog-empty").hidden = rows.length > 0;
 }
 
 let topRequest = 0;

@@ -51,6 +51,8 @@ pub const STREAM_TOP: usize = 10;
 pub const DEFAULT_TOP: usize = 20;
 /// Largest `limit` of `/api/top-channels`.
 pub const MAX_TOP: usize = 100;
+/// Rows of the slow-consumer table.
+pub const BACKLOG_ROWS: usize = 10;
 /// Longest `search` text, bytes.
 pub const MAX_SEARCH_BYTES: usize = 256;
 
@@ -209,6 +211,23 @@ pub fn stats_json(hub: &Hub) -> Value {
     let (ws_slow, sse_slow) = (load_u(&ws.slow_consumers), load_u(&sse.slow_consumers));
     let history = hub.dashboard.history();
     let latest = history.last().copied();
+    let mut backlog = hub.backlog(BACKLOG_ROWS);
+    if let Some(resp) = &hub.resp {
+        backlog.extend(resp.backlog(BACKLOG_ROWS));
+    }
+    crate::metrics::Backlog::keep_largest(&mut backlog, BACKLOG_ROWS);
+    let backlog: Vec<Value> = backlog
+        .into_iter()
+        .map(|row| {
+            json!({
+                "transport": row.transport,
+                "client": row.client,
+                "peer": row.peer,
+                "name": row.name,
+                "queued_bytes": row.queued_bytes,
+            })
+        })
+        .collect();
     json!({
         "time_ms": unix_ms(),
         "uptime_seconds": hub.dashboard.started.elapsed().as_secs(),
@@ -233,6 +252,7 @@ pub fn stats_json(hub: &Hub) -> Value {
             "sse": sse_slow,
             "total": resp.slow_consumer_disconnects + ws_slow + sse_slow,
         },
+        "backlog": backlog,
         "history": {
             "interval_seconds": SAMPLE_INTERVAL.as_secs(),
             "end_ms": latest.map_or(0, |p| p.unix_ms),
@@ -482,6 +502,39 @@ mod tests {
                 "{bad:?}"
             );
         }
+    }
+
+    #[test]
+    fn the_backlog_lists_sessions_with_output_waiting_most_first() {
+        let hub = Arc::new(Hub::new(
+            Arc::new(herald_engine::Engine::new()),
+            crate::GatewayConfig::default(),
+            None,
+        ));
+        let idle = hub.open(Transport::WebSocket).ok();
+        let small = hub.open(Transport::Sse).ok();
+        let large = hub.open(Transport::WebSocket).ok();
+        let (Some(_idle), Some(small), Some(large)) = (idle, small, large) else {
+            panic!("sessions refused");
+        };
+        small
+            .outbox()
+            .push_frame(bytes::Bytes::from(vec![b'x'; 10]));
+        large
+            .outbox()
+            .push_frame(bytes::Bytes::from(vec![b'x'; 1000]));
+        let rows = hub.backlog(10);
+        let summary: Vec<_> = rows.iter().map(|row| (row.transport, row.client)).collect();
+        assert_eq!(
+            summary,
+            vec![
+                ("ws", large.outbox().id().0),
+                ("sse", small.outbox().id().0)
+            ]
+        );
+        assert!(rows[0].queued_bytes >= 1000);
+        assert_eq!(hub.backlog(1).len(), 1);
+        assert_eq!(stats_json(&hub)["backlog"][0]["transport"], "ws");
     }
 
     #[test]

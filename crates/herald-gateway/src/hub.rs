@@ -120,7 +120,7 @@ pub struct Hub {
     pub frames: crate::protocol::FrameCache,
     /// The dashboard's sampler.
     pub dashboard: crate::dashboard::Dashboard,
-    sessions: Mutex<HashMap<ClientId, Arc<Outbox>>>,
+    sessions: Mutex<HashMap<ClientId, (Transport, Arc<Outbox>)>>,
     next_id: AtomicU64,
 }
 
@@ -170,7 +170,7 @@ impl Hub {
                     ),
                 ));
             }
-            sessions.insert(id, Arc::clone(&outbox));
+            sessions.insert(id, (transport, Arc::clone(&outbox)));
         }
         GatewayStats::add(&stats.accepted, 1);
         stats.connections.fetch_add(1, Ordering::Relaxed);
@@ -182,6 +182,36 @@ impl Hub {
         })
     }
 
+    fn outboxes(&self) -> Vec<Arc<Outbox>> {
+        self.sessions
+            .lock()
+            .values()
+            .map(|(_, outbox)| Arc::clone(outbox))
+            .collect()
+    }
+
+    /// The `limit` sessions with the most output waiting (none with nothing waiting),
+    /// most first: the dashboard's slow-consumer table.
+    pub fn backlog(&self, limit: usize) -> Vec<crate::metrics::Backlog> {
+        let mut rows: Vec<_> = self
+            .sessions
+            .lock()
+            .values()
+            .filter_map(|(transport, outbox)| {
+                let queued = outbox.queued_bytes();
+                (queued > 0).then(|| crate::metrics::Backlog {
+                    transport: transport.label(),
+                    client: outbox.id().0,
+                    peer: None,
+                    name: None,
+                    queued_bytes: queued as u64,
+                })
+            })
+            .collect();
+        crate::metrics::Backlog::keep_largest(&mut rows, limit);
+        rows
+    }
+
     /// Sessions open now, both transports.
     pub fn session_count(&self) -> usize {
         self.sessions.lock().len()
@@ -190,7 +220,7 @@ impl Hub {
     /// Applies soft output limits to every session (the limit cron).
     pub fn enforce_limits(&self) {
         let now = Instant::now();
-        let outboxes: Vec<_> = self.sessions.lock().values().cloned().collect();
+        let outboxes: Vec<_> = self.outboxes();
         for outbox in outboxes {
             outbox.enforce_limits(now);
         }
@@ -198,7 +228,7 @@ impl Hub {
 
     /// Closes every session (shutdown).
     pub fn kill_all(&self) {
-        let outboxes: Vec<_> = self.sessions.lock().values().cloned().collect();
+        let outboxes: Vec<_> = self.outboxes();
         for outbox in outboxes {
             outbox.kill(herald_engine::CloseReason::Killed);
         }

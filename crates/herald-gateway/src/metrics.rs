@@ -47,10 +47,44 @@ pub struct RespSnapshot {
     pub commands: Vec<(&'static str, u64)>,
 }
 
+/// A subscriber with output waiting to be written: the dashboard's slow-consumer table
+/// (never a metric: client ids are unbounded).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Backlog {
+    /// `resp`, `ws` or `sse`.
+    pub transport: &'static str,
+    /// The client id (CLIENT ID for RESP clients).
+    pub client: u64,
+    /// The peer address, when known.
+    pub peer: Option<String>,
+    /// The client's name (CLIENT SETNAME), when set.
+    pub name: Option<String>,
+    /// Bytes queued for the client and not yet written.
+    pub queued_bytes: u64,
+}
+
+impl Backlog {
+    /// Sorts `rows` most-queued first (then by id) and keeps `limit`.
+    pub fn keep_largest(rows: &mut Vec<Backlog>, limit: usize) {
+        rows.sort_by(|a, b| {
+            b.queued_bytes
+                .cmp(&a.queued_bytes)
+                .then(a.client.cmp(&b.client))
+        });
+        rows.truncate(limit);
+    }
+}
+
 /// The RESP server's counters, as the binary exposes them to the gateway.
 pub trait RespStats: Send + Sync + 'static {
     /// A snapshot, taken once per scrape.
     fn snapshot(&self) -> RespSnapshot;
+
+    /// The `limit` RESP clients with the most output waiting, most first (none with
+    /// nothing waiting).
+    fn backlog(&self, _limit: usize) -> Vec<Backlog> {
+        Vec::new()
+    }
 }
 
 /// Renders the registry; shared by the /metrics route.

@@ -418,3 +418,57 @@ async fn logging_to_a_closed_stderr_does_not_break_requests() {
         assert_eq!(status, 200, "mint {n} (each one logs a line)");
     }
 }
+
+#[tokio::test]
+async fn a_subscriber_that_stops_reading_shows_in_the_backlog() {
+    use tokio::io::AsyncWriteExt;
+    let herald = start(&[]);
+    let mut conn = redis(&herald.resp).await;
+    // Room for the backlog to build without the subscriber being cut off.
+    let _: () = redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("client-output-buffer-limit")
+        .arg("pubsub 256mb 0 0")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let (_, stats) = http_json(&herald.http, "GET", "/api/stats", None, b"").await;
+    assert_eq!(stats["backlog"], json!([]), "nobody is behind yet");
+    let mut stalled = TcpStream::connect(&herald.resp).await.unwrap();
+    let local = stalled.local_addr().unwrap().to_string();
+    stalled
+        .write_all(b"*3\r\n$6\r\nCLIENT\r\n$7\r\nSETNAME\r\n$7\r\nstalled\r\n*2\r\n$9\r\nSUBSCRIBE\r\n$4\r\nbulk\r\n")
+        .await
+        .unwrap();
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while {
+        let count: Vec<(String, i64)> = redis::cmd("PUBSUB")
+            .arg("NUMSUB")
+            .arg("bulk")
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        count[0].1 == 0
+    } {
+        assert!(tokio::time::Instant::now() < deadline, "never subscribed");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Far more than the socket buffers hold; the subscriber never reads.
+    let payload = vec![b'x'; 1 << 20];
+    for _ in 0..40 {
+        let receivers: i64 = redis::cmd("PUBLISH")
+            .arg("bulk")
+            .arg(&payload)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        assert_eq!(receivers, 1);
+    }
+    let (_, stats) = http_json(&herald.http, "GET", "/api/stats", None, b"").await;
+    let row = &stats["backlog"][0];
+    assert_eq!(row["transport"], "resp", "{stats}");
+    assert_eq!(row["peer"], local.as_str());
+    assert_eq!(row["name"], "stalled");
+    assert!(row["queued_bytes"].as_u64().unwrap() > 8 << 20, "{row}");
+    drop(stalled);
+}
