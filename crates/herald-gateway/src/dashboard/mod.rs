@@ -11,8 +11,8 @@
 //! Every route but `whoami` needs an operator: a token with the `admin` claim, or the
 //! anonymous mode on a loopback address ([`require_operator`]).
 //!
-//! The numbers come from the sampler (`sampler.rs`: rates and history, sampled once a second) and
-//! straight from the engine and the RESP side's counters.
+//! The numbers come from the sampler (`sampler.rs`: rates and history, sampled once
+//! a second) and straight from the engine and the RESP side's counters.
 
 mod sampler;
 
