@@ -219,6 +219,10 @@ impl Persistence {
     /// `DEL`, then blocked clients served as the pops they performed. Call it with the
     /// keyspace lock held, right after the operation that caused them.
     pub fn log_effects(&self, keyspace: &mut Keyspace) -> Option<u64> {
+        // Called after every command: the usual answer, nothing, must be cheap.
+        if !keyspace.has_effects() {
+            return None;
+        }
         let expired = keyspace.take_expired();
         let served = keyspace.take_served();
         if expired.is_empty() && served.is_empty() {
