@@ -3,18 +3,22 @@
 # redis-server, on this machine, in the same run, interleaved (Herald, Redis, Herald, ...).
 #
 #   scripts/measure-aof.sh            ROUNDS=3 N=200000 by default
+#   ONLY=always scripts/measure-aof.sh   only the scenarios whose name contains "always"
 #
 # Scenarios (redis-benchmark, 50 clients):
 #   everysec, pipelined 16 deep: SET, LPUSH, XADD
 #   always, one command in flight per client (group commit is what makes this fast)
-# Each scenario gets fresh servers and fresh files. Prints a Markdown table of requests
-# per second with the ratio Herald / Redis (median, min-max over the rounds).
+# Each scenario gets fresh servers and fresh files. Which server runs first alternates
+# from round to round, so neither always meets the machine in the same state (page
+# cache, a neighbour's build starting). Prints a Markdown table of requests per second
+# with the ratio Herald / Redis of each round (median, min-max over the rounds).
 # Needs redis-server and redis-benchmark (Debian: redis-server, redis-tools) and builds
 # target/release/herald when HERALD_BIN is not given.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 ROUNDS="${ROUNDS:-3}"
+ONLY="${ONLY:-}"
 N="${N:-200000}"
 HERALD="${HERALD_BIN:-$ROOT/target/release/herald}"
 WORK="$(mktemp -d)"
@@ -80,21 +84,25 @@ rate() {
 scenario() { # scenario NAME POLICY BENCHMARK-ARGS...
     local name="$1" policy="$2"
     shift 2
+    [[ -z "$ONLY" || "$name" == *"$ONLY"* ]] || return 0
     local herald_rates=() redis_rates=() ratios=()
     for ((round = 1; round <= ROUNDS; round++)); do
-        local results=()
-        for server in herald redis; do
+        local order=(herald redis)
+        ((round % 2 == 0)) && order=(redis herald)
+        local -A results=()
+        for server in "${order[@]}"; do
             local port pid
             port="$(start "$server" "$policy")"
             pid="$(cat "$WORK/pid")"
             PIDS+=("$pid")
-            results+=("$(rate "$port" "$@")")
+            results[$server]="$(rate "$port" "$@")"
             kill "$pid"
             wait "$pid" 2>/dev/null || true
         done
-        herald_rates+=("${results[0]}")
-        redis_rates+=("${results[1]}")
-        ratios+=("$(python3 -c "print(f'{${results[0]} / ${results[1]}:.2f}')")")
+        herald_rates+=("${results[herald]}")
+        redis_rates+=("${results[redis]}")
+        ratios+=("$(python3 -c "print(f'{${results[herald]} / ${results[redis]}:.2f}')")")
+        unset results
     done
     python3 - "$name" "${herald_rates[*]}" "${redis_rates[*]}" "${ratios[*]}" <<'EOF'
 import statistics, sys
@@ -104,7 +112,7 @@ print(f"| {name} | {statistics.median(herald):,.0f} | {statistics.median(redis):
 EOF
 }
 
-echo "Machine: $(nproc) cores, $(uname -r); redis-server $(redis-server --version | grep -o 'v=[0-9.]*'); $ROUNDS rounds, interleaved"
+echo "Machine: $(nproc) cores, $(uname -r), load average $(cut -d' ' -f1-3 /proc/loadavg); redis-server $(redis-server --version | grep -o 'v=[0-9.]*'); $ROUNDS rounds, interleaved"
 echo
 echo "| scenario (50 clients) | Herald req/s | Redis req/s | Herald / Redis, median (min-max) |"
 echo "|---|---:|---:|---:|"
