@@ -486,9 +486,13 @@ impl Session {
             }
         };
         self.note_logged(logged);
-        let now = self.shared.now_ms();
         let (flags, events) = self.shared.store.with(|keyspace| {
-            keyspace.serve_blocked(now);
+            if !keyspace.has_pending() {
+                return (0, Vec::new());
+            }
+            if keyspace.has_ready() {
+                keyspace.serve_blocked(self.shared.now_ms());
+            }
             persistence.log_effects(keyspace);
             (keyspace.notify_flags(), keyspace.take_events())
         });

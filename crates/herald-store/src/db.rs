@@ -127,6 +127,11 @@ impl Db {
         }
     }
 
+    /// The clients blocked on this database's lists, to look at.
+    pub fn waiters(&self) -> &Waiters {
+        &self.waiters
+    }
+
     /// The clients blocked on this database's lists.
     pub fn waiters_mut(&mut self) -> &mut Waiters {
         &mut self.waiters

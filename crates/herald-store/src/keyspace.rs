@@ -222,6 +222,20 @@ impl Keyspace {
         expired
     }
 
+    /// True when some database has a key a blocked client waits on that changed (what
+    /// [`Keyspace::serve_blocked`] would serve).
+    pub fn has_ready(&self) -> bool {
+        self.dbs.iter().any(|db| db.waiters().has_ready())
+    }
+
+    /// True when anything waits to be taken after an operation: ready keys to serve,
+    /// effects to log, events to publish. One pass; after most commands the answer is no.
+    pub fn has_pending(&self) -> bool {
+        self.dbs
+            .iter()
+            .any(|db| db.waiters().has_ready() || !db.effects().is_empty() || db.has_events())
+    }
+
     /// Serves clients blocked on keys that became ready, in every database.
     pub fn serve_blocked(&mut self, now_ms: u64) {
         for db in &mut self.dbs {

@@ -30,7 +30,8 @@
 //! complete file: the old one until the rename, the new one after.
 //!
 //! Locking: one `parking_lot::Mutex` over the buffer and flags, held for a memcpy by
-//! appenders and for a swap by the thread; the file itself belongs to the thread, which
+//! appenders and for a swap by the thread (whether writes are failing is mirrored in an
+//! atomic, so the check every write command makes takes no lock); the file itself belongs to the thread, which
 //! holds no lock while it writes or fsyncs (except while switching files on a rewrite,
 //! when appenders must wait so that no record lands in the old file only).
 
@@ -40,6 +41,7 @@ use std::future::Future;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -131,6 +133,9 @@ struct State {
 #[derive(Debug)]
 struct Shared {
     path: PathBuf,
+    /// `state.last_error.is_some()`, changed with it under the lock: every write command
+    /// asks [`AofWriter::writable`], which must not take the lock appenders use.
+    failing: AtomicBool,
     state: Mutex<State>,
     wake: Condvar,
     progress: watch::Sender<Progress>,
@@ -172,6 +177,7 @@ impl AofWriter {
                 base_size: size,
                 shutdown: false,
             }),
+            failing: AtomicBool::new(false),
             wake: Condvar::new(),
             progress: watch::Sender::new(Progress::default()),
         });
@@ -195,6 +201,9 @@ impl AofWriter {
     /// `Err` with the last failure while the file cannot be written: write commands must
     /// be refused (Redis's `-MISCONF`) rather than acknowledged and lost.
     pub fn writable(&self) -> Result<(), String> {
+        if !self.shared.failing.load(Ordering::Acquire) {
+            return Ok(());
+        }
         match &self.shared.state.lock().last_error {
             Some(error) => Err(error.clone()),
             None => Ok(()),
@@ -442,6 +451,7 @@ impl WriterThread {
                 {
                     let mut state = self.shared.state.lock();
                     state.current_size = self.size;
+                    self.shared.failing.store(false, Ordering::Release);
                     if state.last_error.take().is_some() {
                         tracing::info!("append-only file writes succeed again");
                     }
@@ -466,6 +476,7 @@ impl WriterThread {
                 std::mem::swap(&mut self.batch, &mut state.pending);
                 self.batch.clear();
                 state.last_error = Some(err.to_string());
+                self.shared.failing.store(true, Ordering::Release);
                 drop(state);
                 self.shared
                     .progress
@@ -500,6 +511,7 @@ impl WriterThread {
                     .send_modify(|progress| progress.failing = true);
                 let mut state = self.shared.state.lock();
                 state.last_error = Some(err.to_string());
+                self.shared.failing.store(true, Ordering::Release);
                 if policy == FsyncPolicy::Always {
                     // Write the unsynced bytes again: the kernel may have dropped them.
                     if self.file.set_len(self.synced_size).is_ok() {
@@ -561,6 +573,7 @@ impl WriterThread {
         state.current_size = size;
         state.base_size = size;
         state.last_error = None;
+        self.shared.failing.store(false, Ordering::Release);
         self.written_sequence = state.appended;
         self.synced_sequence = state.appended;
         self.last_sync = Instant::now();
