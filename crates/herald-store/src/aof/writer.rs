@@ -10,9 +10,10 @@
 //! - *written*: the bytes are in the kernel (a crash of Herald loses nothing);
 //! - *synced*: they are on disk (a crash of the machine loses nothing).
 //!
-//! Under [`FsyncPolicy::Always`] replies wait for *synced*; under `everysec` and `no`
-//! for *written*, and the thread fsyncs once a second (`everysec`) or never (`no`,
-//! the kernel decides). While writes fail, `everysec` and `no` replies stop waiting (as
+//! Under [`FsyncPolicy::Always`] replies wait for *synced* (each woken only by the
+//! fsync that covers it, see `writer/synced.rs`); under `everysec` and `no` for
+//! *written*, and the thread fsyncs once a second (`everysec`) or never (`no`, the
+//! kernel decides). While writes fail, `everysec` and `no` replies stop waiting (as
 //! Redis answers them: the data is in memory and retried), `always` replies keep waiting.
 //!
 //! When a write fails (a full disk), the file is cut back to its last whole record, the
@@ -48,6 +49,10 @@ use std::time::{Duration, Instant};
 
 use parking_lot::{Condvar, Mutex};
 use tokio::sync::watch;
+
+use self::synced::SyncedWaiters;
+
+mod synced;
 
 /// How often `everysec` fsyncs, and how often a failed write or fsync is retried.
 const FSYNC_INTERVAL: Duration = Duration::from_secs(1);
@@ -138,16 +143,17 @@ struct Shared {
     failing: AtomicBool,
     state: Mutex<State>,
     wake: Condvar,
+    /// *written*, for `everysec` and `no`.
     progress: watch::Sender<Progress>,
+    /// *synced*, for `always` (every reply waits there, so waiters are woken one by one).
+    synced: SyncedWaiters,
 }
 
-/// How far the thread got: what replies wait on.
+/// How far the thread got writing: what `everysec` and `no` replies wait on.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 struct Progress {
     /// Last sequence in the kernel.
     written: u64,
-    /// Last sequence on disk.
-    synced: u64,
     /// Writes are failing right now.
     failing: bool,
 }
@@ -180,6 +186,7 @@ impl AofWriter {
             failing: AtomicBool::new(false),
             wake: Condvar::new(),
             progress: watch::Sender::new(Progress::default()),
+            synced: SyncedWaiters::default(),
         });
         let thread = {
             let shared = Arc::clone(&shared);
@@ -242,18 +249,20 @@ impl AofWriter {
 
     /// Resolves once append `sequence` is as durable as the policy in force promises.
     pub fn durable(&self, sequence: u64) -> impl Future<Output = ()> + Send + 'static {
-        let policy = self.policy();
-        let mut progress = self.shared.progress.subscribe();
+        let synced = match self.policy() {
+            FsyncPolicy::Always => Some(self.shared.synced.wait(sequence)),
+            FsyncPolicy::EverySec | FsyncPolicy::No => None,
+        };
+        let mut progress = synced.is_none().then(|| self.shared.progress.subscribe());
         async move {
-            // The sender lives as long as this writer; an error means it is gone.
-            let _ = progress
-                .wait_for(|done| match policy {
-                    FsyncPolicy::Always => done.synced >= sequence,
-                    FsyncPolicy::EverySec | FsyncPolicy::No => {
-                        done.written >= sequence || done.failing
-                    }
-                })
-                .await;
+            // The senders live as long as this writer; an error means it is gone.
+            if let Some(Some(synced)) = synced {
+                let _ = synced.await;
+            } else if let Some(progress) = progress.as_mut() {
+                let _ = progress
+                    .wait_for(|done| done.written >= sequence || done.failing)
+                    .await;
+            }
         }
     }
 
@@ -493,11 +502,10 @@ impl WriterThread {
                 self.synced_size = self.size;
                 self.unsynced.clear();
                 self.synced_sequence = self.written_sequence;
-                let synced = self.synced_sequence;
-                self.shared.progress.send_modify(|progress| {
-                    progress.synced = synced;
-                    progress.failing = false;
-                });
+                self.shared.synced.advance(self.synced_sequence);
+                self.shared
+                    .progress
+                    .send_if_modified(|progress| std::mem::take(&mut progress.failing));
                 true
             }
             Err(err) => {
@@ -580,9 +588,9 @@ impl WriterThread {
         let appended = state.appended;
         self.shared.progress.send_modify(|progress| {
             progress.written = appended;
-            progress.synced = appended;
             progress.failing = false;
         });
+        self.shared.synced.advance(appended);
         Ok(())
     }
 }
