@@ -321,6 +321,10 @@ impl AofWriter {
             if state.rewrite.is_none() {
                 return Err(io::Error::other("no rewrite in progress"));
             }
+            // The thread may already have flushed and exited: nobody would answer.
+            if state.shutdown {
+                return Err(io::Error::other("the append-only file is shutting down"));
+            }
             state.switch = Some((snapshot.to_owned(), reply));
         }
         self.shared.wake.notify_one();
