@@ -12,7 +12,9 @@
 # Each scenario gets fresh servers and fresh files. Which server runs first alternates
 # from round to round, so neither always meets the machine in the same state (page
 # cache, a neighbour's build starting). Prints a Markdown table of requests per second
-# with the ratio Herald / Redis of each round (median, min-max over the rounds).
+# with the ratio Herald / Redis of each round (median, min-max over the rounds), and the
+# CPU time each server spent per request (all its threads, from /proc/PID/stat): on a
+# shared machine that figure moves much less than throughput does.
 # Needs redis-server and redis-benchmark (Debian: redis-server, redis-tools) and builds
 # target/release/herald when HERALD_BIN is not given.
 set -euo pipefail
@@ -86,44 +88,56 @@ rate() {
     redis-benchmark -p "$port" --csv "$@" 2>/dev/null | tail -1 | cut -d, -f2 | tr -d '"'
 }
 
-scenario() { # scenario NAME POLICY BENCHMARK-ARGS...
-    local name="$1" policy="$2"
-    shift 2
+# cpu_ticks PID: user + system clock ticks the process has used so far.
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+TICKS_PER_SECOND="$(getconf CLK_TCK)"
+
+scenario() { # scenario NAME POLICY REQUESTS BENCHMARK-ARGS...
+    local name="$1" policy="$2" requests="$3"
+    shift 3
     [[ -z "$ONLY" || "$name" == *"$ONLY"* ]] || return 0
-    local herald_rates=() redis_rates=() ratios=()
+    local herald_rates=() redis_rates=() ratios=() herald_cpu=() redis_cpu=()
     for ((round = 1; round <= ROUNDS; round++)); do
         local order=(herald redis)
         ((round % 2 == 0)) && order=(redis herald)
-        local -A results=()
+        local -A results=() cpu=()
         for server in "${order[@]}"; do
-            local port pid
+            local port pid before
             port="$(start "$server" "$policy")"
             pid="$(cat "$WORK/pid")"
             PIDS+=("$pid")
-            results[$server]="$(rate "$port" "$@")"
+            before="$(cpu_ticks "$pid")"
+            results[$server]="$(rate "$port" -n "$requests" "$@")"
+            cpu[$server]="$(( ($(cpu_ticks "$pid") - before) * 1000000 / TICKS_PER_SECOND ))"
             kill "$pid"
             wait "$pid" 2>/dev/null || true
         done
         herald_rates+=("${results[herald]}")
         redis_rates+=("${results[redis]}")
+        herald_cpu+=("$(python3 -c "print(${cpu[herald]} / $requests)")")
+        redis_cpu+=("$(python3 -c "print(${cpu[redis]} / $requests)")")
         ratios+=("$(python3 -c "print(f'{${results[herald]} / ${results[redis]}:.2f}')")")
-        unset results
+        unset results cpu
     done
-    python3 - "$name" "${herald_rates[*]}" "${redis_rates[*]}" "${ratios[*]}" <<'EOF'
+    python3 - "$name" "${herald_rates[*]}" "${redis_rates[*]}" "${ratios[*]}" \
+        "${herald_cpu[*]}" "${redis_cpu[*]}" <<'EOF'
 import statistics, sys
-name, herald, redis, ratios = sys.argv[1], *[list(map(float, a.split())) for a in sys.argv[2:]]
-print(f"| {name} | {statistics.median(herald):,.0f} | {statistics.median(redis):,.0f} | "
-      f"{statistics.median(ratios):.2f}x ({min(ratios):.2f}-{max(ratios):.2f}) |")
+name = sys.argv[1]
+herald, redis, ratios, herald_cpu, redis_cpu = [list(map(float, a.split())) for a in sys.argv[2:]]
+med = statistics.median
+print(f"| {name} | {med(herald):,.0f} | {med(redis):,.0f} | "
+      f"{med(ratios):.2f}x ({min(ratios):.2f}-{max(ratios):.2f}) | "
+      f"{med(herald_cpu):.1f} / {med(redis_cpu):.1f} |")
 EOF
 }
 
 echo "Machine: $(nproc) cores, $(uname -r), load average $(cut -d' ' -f1-3 /proc/loadavg); redis-server $(redis-server --version | grep -o 'v=[0-9.]*'); $ROUNDS rounds, interleaved"
 echo
-echo "| scenario (50 clients) | Herald req/s | Redis req/s | Herald / Redis, median (min-max) |"
-echo "|---|---:|---:|---:|"
-scenario "SET, everysec, pipeline 16" everysec -c 50 -P 16 -n "$N" -t set
-scenario "LPUSH, everysec, pipeline 16" everysec -c 50 -P 16 -n "$N" -t lpush
-scenario "XADD, everysec, pipeline 16" everysec -c 50 -P 16 -n "$N" XADD bench:stream '*' field value
-scenario "SET, always, no pipelining" always -c 50 -P 1 -n "$((N / 4))" -t set
-scenario "LPUSH, always, no pipelining" always -c 50 -P 1 -n "$((N / 4))" -t lpush
-scenario "reference: SET, no AOF, pipeline 16" off -c 50 -P 16 -n "$N" -t set
+echo "| scenario (50 clients) | Herald req/s | Redis req/s | Herald / Redis, median (min-max) | CPU µs per request, Herald / Redis |"
+echo "|---|---:|---:|---:|---:|"
+scenario "SET, everysec, pipeline 16" everysec "$N" -c 50 -P 16 -t set
+scenario "LPUSH, everysec, pipeline 16" everysec "$N" -c 50 -P 16 -t lpush
+scenario "XADD, everysec, pipeline 16" everysec "$N" -c 50 -P 16 XADD bench:stream '*' field value
+scenario "SET, always, no pipelining" always "$((N / 4))" -c 50 -P 1 -t set
+scenario "LPUSH, always, no pipelining" always "$((N / 4))" -c 50 -P 1 -t lpush
+scenario "reference: SET, no AOF, pipeline 16" off "$N" -c 50 -P 16 -t set
