@@ -3,18 +3,25 @@
 # redis-server, on this machine, in the same run, interleaved (Herald, Redis, Herald, ...).
 #
 #   scripts/measure-aof.sh            ROUNDS=3 N=200000 by default
+#   ONLY=always scripts/measure-aof.sh   only the scenarios whose name contains "always"
 #
 # Scenarios (redis-benchmark, 50 clients):
 #   everysec, pipelined 16 deep: SET, LPUSH, XADD
 #   always, one command in flight per client (group commit is what makes this fast)
-# Each scenario gets fresh servers and fresh files. Prints a Markdown table of requests
-# per second with the ratio Herald / Redis (median, min-max over the rounds).
+#   reference: SET pipelined with the file off, the ceiling the persistence path works under
+# Each scenario gets fresh servers and fresh files. Which server runs first alternates
+# from round to round, so neither always meets the machine in the same state (page
+# cache, a neighbour's build starting). Prints a Markdown table of requests per second
+# with the ratio Herald / Redis of each round (median, min-max over the rounds), and the
+# CPU time each server spent per request (all its threads, from /proc/PID/stat): on a
+# shared machine that figure moves much less than throughput does.
 # Needs redis-server and redis-benchmark (Debian: redis-server, redis-tools) and builds
 # target/release/herald when HERALD_BIN is not given.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 ROUNDS="${ROUNDS:-3}"
+ONLY="${ONLY:-}"
 N="${N:-200000}"
 HERALD="${HERALD_BIN:-$ROOT/target/release/herald}"
 WORK="$(mktemp -d)"
@@ -52,17 +59,21 @@ wait_ready() {
 }
 
 # start SERVER POLICY: prints the port; the pid goes to PIDS (through a file, since this
-# runs in a command substitution).
+# runs in a command substitution). POLICY "off" starts the server without the file.
 start() {
-    local server="$1" policy="$2" port dir
+    local server="$1" policy="$2" port dir appendonly=yes
     port="$(free_port)"
     dir="$WORK/$server-$port"
     mkdir -p "$dir"
+    if [[ "$policy" == off ]]; then
+        appendonly=no
+        policy=everysec
+    fi
     if [[ "$server" == herald ]]; then
-        RUST_LOG=warn "$HERALD" server --port "$port" --appendonly yes --appendfsync "$policy" \
+        RUST_LOG=warn "$HERALD" server --port "$port" --appendonly "$appendonly" --appendfsync "$policy" \
             --dir "$dir" "${HERALD_EXTRA[@]}" >/dev/null 2>&1 &
     else
-        redis-server --port "$port" --appendonly yes --appendfsync "$policy" --dir "$dir" \
+        redis-server --port "$port" --appendonly "$appendonly" --appendfsync "$policy" --dir "$dir" \
             --save '' --aof-use-rdb-preamble no --logfile "$dir/log" >/dev/null 2>&1 &
     fi
     echo $! >"$WORK/pid"
@@ -77,39 +88,56 @@ rate() {
     redis-benchmark -p "$port" --csv "$@" 2>/dev/null | tail -1 | cut -d, -f2 | tr -d '"'
 }
 
-scenario() { # scenario NAME POLICY BENCHMARK-ARGS...
-    local name="$1" policy="$2"
-    shift 2
-    local herald_rates=() redis_rates=() ratios=()
+# cpu_ticks PID: user + system clock ticks the process has used so far.
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+TICKS_PER_SECOND="$(getconf CLK_TCK)"
+
+scenario() { # scenario NAME POLICY REQUESTS BENCHMARK-ARGS...
+    local name="$1" policy="$2" requests="$3"
+    shift 3
+    [[ -z "$ONLY" || "$name" == *"$ONLY"* ]] || return 0
+    local herald_rates=() redis_rates=() ratios=() herald_cpu=() redis_cpu=()
     for ((round = 1; round <= ROUNDS; round++)); do
-        local results=()
-        for server in herald redis; do
-            local port pid
+        local order=(herald redis)
+        ((round % 2 == 0)) && order=(redis herald)
+        local -A results=() cpu=()
+        for server in "${order[@]}"; do
+            local port pid before
             port="$(start "$server" "$policy")"
             pid="$(cat "$WORK/pid")"
             PIDS+=("$pid")
-            results+=("$(rate "$port" "$@")")
+            before="$(cpu_ticks "$pid")"
+            results[$server]="$(rate "$port" -n "$requests" "$@")"
+            cpu[$server]="$(( ($(cpu_ticks "$pid") - before) * 1000000 / TICKS_PER_SECOND ))"
             kill "$pid"
             wait "$pid" 2>/dev/null || true
         done
-        herald_rates+=("${results[0]}")
-        redis_rates+=("${results[1]}")
-        ratios+=("$(python3 -c "print(f'{${results[0]} / ${results[1]}:.2f}')")")
+        herald_rates+=("${results[herald]}")
+        redis_rates+=("${results[redis]}")
+        herald_cpu+=("$(python3 -c "print(${cpu[herald]} / $requests)")")
+        redis_cpu+=("$(python3 -c "print(${cpu[redis]} / $requests)")")
+        ratios+=("$(python3 -c "print(f'{${results[herald]} / ${results[redis]}:.2f}')")")
+        unset results cpu
     done
-    python3 - "$name" "${herald_rates[*]}" "${redis_rates[*]}" "${ratios[*]}" <<'EOF'
+    python3 - "$name" "${herald_rates[*]}" "${redis_rates[*]}" "${ratios[*]}" \
+        "${herald_cpu[*]}" "${redis_cpu[*]}" <<'EOF'
 import statistics, sys
-name, herald, redis, ratios = sys.argv[1], *[list(map(float, a.split())) for a in sys.argv[2:]]
-print(f"| {name} | {statistics.median(herald):,.0f} | {statistics.median(redis):,.0f} | "
-      f"{statistics.median(ratios):.2f}x ({min(ratios):.2f}-{max(ratios):.2f}) |")
+name = sys.argv[1]
+herald, redis, ratios, herald_cpu, redis_cpu = [list(map(float, a.split())) for a in sys.argv[2:]]
+med = statistics.median
+print(f"| {name} | {med(herald):,.0f} | {med(redis):,.0f} | "
+      f"{med(ratios):.2f}x ({min(ratios):.2f}-{max(ratios):.2f}) | "
+      f"{med(herald_cpu):.1f} / {med(redis_cpu):.1f} |")
 EOF
 }
 
-echo "Machine: $(nproc) cores, $(uname -r); redis-server $(redis-server --version | grep -o 'v=[0-9.]*'); $ROUNDS rounds, interleaved"
+echo "Machine: $(nproc) cores, $(uname -r), load average $(cut -d' ' -f1-3 /proc/loadavg); redis-server $(redis-server --version | grep -o 'v=[0-9.]*'); $ROUNDS rounds, interleaved"
 echo
-echo "| scenario (50 clients) | Herald req/s | Redis req/s | Herald / Redis, median (min-max) |"
-echo "|---|---:|---:|---:|"
-scenario "SET, everysec, pipeline 16" everysec -c 50 -P 16 -n "$N" -t set
-scenario "LPUSH, everysec, pipeline 16" everysec -c 50 -P 16 -n "$N" -t lpush
-scenario "XADD, everysec, pipeline 16" everysec -c 50 -P 16 -n "$N" XADD bench:stream '*' field value
-scenario "SET, always, no pipelining" always -c 50 -P 1 -n "$((N / 4))" -t set
-scenario "LPUSH, always, no pipelining" always -c 50 -P 1 -n "$((N / 4))" -t lpush
+echo "| scenario (50 clients) | Herald req/s | Redis req/s | Herald / Redis, median (min-max) | CPU µs per request, Herald / Redis |"
+echo "|---|---:|---:|---:|---:|"
+scenario "SET, everysec, pipeline 16" everysec "$N" -c 50 -P 16 -t set
+scenario "LPUSH, everysec, pipeline 16" everysec "$N" -c 50 -P 16 -t lpush
+scenario "XADD, everysec, pipeline 16" everysec "$N" -c 50 -P 16 XADD bench:stream '*' field value
+scenario "SET, always, no pipelining" always "$((N / 4))" -c 50 -P 1 -t set
+scenario "LPUSH, always, no pipelining" always "$((N / 4))" -c 50 -P 1 -t lpush
+scenario "reference: SET, no AOF, pipeline 16" off "$N" -c 50 -P 16 -t set

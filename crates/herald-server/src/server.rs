@@ -10,9 +10,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use arc_swap::ArcSwapOption;
 use herald_engine::{ClientId, CloseReason, Engine};
 use herald_store::Store;
-use parking_lot::RwLock;
 use tokio::net::TcpListener;
 use tokio_util::task::TaskTracker;
 
@@ -68,9 +68,11 @@ pub struct Shared {
     pub port: u16,
     /// The addresses bound, as configured.
     pub bind: Vec<SocketAddr>,
-    /// The append-only file, while `appendonly` is `yes`. Read (an `Arc` clone) by every
-    /// write command; written only when CONFIG SET turns persistence on or off.
-    persistence: RwLock<Option<Arc<Persistence>>>,
+    /// The append-only file, while `appendonly` is `yes`. Read by every command (an
+    /// `ArcSwap` load writes no shared cache line, where a lock or an `Arc` clone would
+    /// bounce one between the cores); swapped only when CONFIG SET turns persistence on
+    /// or off, under the keyspace lock.
+    persistence: ArcSwapOption<Persistence>,
     /// True while the append-only file is replayed (expiry is paused then).
     loading: AtomicBool,
     /// The `append*` settings, kept while persistence is off for CONFIG SET appendonly.
@@ -89,9 +91,16 @@ impl Shared {
         self.started.elapsed()
     }
 
-    /// The live append-only file, if persistence is on.
+    /// The live append-only file, if persistence is on, as an owned handle.
     pub fn persistence(&self) -> Option<Arc<Persistence>> {
-        self.persistence.read().clone()
+        self.persistence.load_full()
+    }
+
+    /// The live append-only file for the duration of one command: cheaper than
+    /// [`Shared::persistence`] (no reference count is touched); not to be kept across
+    /// an `.await` or held by the thousands.
+    pub fn persistence_now(&self) -> PersistenceGuard {
+        self.persistence.load()
     }
 
     /// Installs (or, with `None`, removes) the append-only file, turning on (or off) the
@@ -103,7 +112,7 @@ impl Shared {
         let enabled = persistence.is_some();
         self.store.with(|keyspace| {
             keyspace.set_effect_logging(enabled);
-            std::mem::replace(&mut *self.persistence.write(), persistence)
+            self.persistence.swap(persistence)
         })
     }
 
@@ -125,6 +134,9 @@ impl Shared {
         unix_time_millis()
     }
 }
+
+/// What [`Shared::persistence_now`] returns: the live append-only file, if any, borrowed.
+pub type PersistenceGuard = arc_swap::Guard<Option<Arc<Persistence>>>;
 
 /// A bound, not yet running server.
 #[derive(Debug)]
@@ -177,7 +189,7 @@ impl Server {
             run_id: random_run_id(),
             port,
             bind,
-            persistence: RwLock::new(None),
+            persistence: ArcSwapOption::empty(),
             loading: AtomicBool::new(false),
             aof_config: parking_lot::Mutex::new(config.aof_config()?),
             next_client_id: AtomicU64::new(1),

@@ -286,8 +286,8 @@ impl Session {
             return None;
         }
         self.aof_acknowledged = self.aof_sequence;
-        let persistence = self.shared.persistence()?;
-        let writer = persistence.writer();
+        let persistence = self.shared.persistence_now();
+        let writer = persistence.as_ref()?.writer();
         // Only `always` promises durability before the reply. Under `everysec` and `no`
         // the writer thread writes at once and the reply does not wait for it, as Redis
         // promises there: what a crash loses is bounded by the fsync interval.
@@ -393,7 +393,11 @@ impl Session {
         if spec.flags & command::flag::WRITE == 0 {
             return None;
         }
-        self.shared.persistence()?.check_writable().err()
+        self.shared
+            .persistence_now()
+            .as_ref()?
+            .check_writable()
+            .err()
     }
 
     /// Marks an open transaction as failed: its EXEC will answer EXECABORT.
@@ -438,13 +442,13 @@ impl Session {
         if spec.flags & command::flag::WRITE == 0 {
             return handler(self, out, args);
         }
-        let Some(persistence) = self.shared.persistence() else {
+        let guard = self.shared.persistence_now();
+        let Some(persistence) = guard.as_ref() else {
+            drop(guard);
             return handler(self, out, args);
         };
-        let shared = Arc::clone(&self.shared);
-        shared
-            .store
-            .atomically(|| self.run_logged(&persistence, handler, out, args))
+        let _held = self.shared.store.hold();
+        self.run_logged(persistence, handler, out, args)
     }
 
     /// Runs a write command with the keyspace locked throughout, then logs it (in the
@@ -460,22 +464,35 @@ impl Session {
         self.propagate = Propagate::Verbatim;
         let errors = out.errors();
         let flow = handler(self, out, args);
-        let records = match std::mem::take(&mut self.propagate) {
-            Propagate::Verbatim if out.errors() == errors => vec![args.to_vec()],
-            Propagate::Verbatim => Vec::new(),
-            Propagate::As(records) => records,
-        };
+        let failed = out.errors() != errors;
+        let propagate = std::mem::take(&mut self.propagate);
         let db = self.db;
         if self.executing_transaction {
-            self.transaction_log
-                .extend(records.into_iter().map(|record| (db, record)));
+            match propagate {
+                Propagate::Verbatim if !failed => self.transaction_log.push((db, args.to_vec())),
+                Propagate::Verbatim => {}
+                Propagate::As(records) => self
+                    .transaction_log
+                    .extend(records.into_iter().map(|record| (db, record))),
+            }
             return flow;
         }
-        let logged = persistence.log(records.iter().map(|record| (db, &record[..])), false);
+        // Encoded straight from the request's arguments: logging copies no argument.
+        let logged = match &propagate {
+            Propagate::Verbatim if !failed => persistence.log([(db, args)], false),
+            Propagate::Verbatim => None,
+            Propagate::As(records) => {
+                persistence.log(records.iter().map(|record| (db, &record[..])), false)
+            }
+        };
         self.note_logged(logged);
-        let now = self.shared.now_ms();
         let (flags, events) = self.shared.store.with(|keyspace| {
-            keyspace.serve_blocked(now);
+            if !keyspace.has_pending() {
+                return (0, Vec::new());
+            }
+            if keyspace.has_ready() {
+                keyspace.serve_blocked(self.shared.now_ms());
+            }
             persistence.log_effects(keyspace);
             (keyspace.notify_flags(), keyspace.take_events())
         });

@@ -168,6 +168,12 @@ impl Waiters {
         }
     }
 
+    /// True when a key someone waits on changed since it was last served.
+    #[inline]
+    pub fn has_ready(&self) -> bool {
+        !self.ready.is_empty()
+    }
+
     /// Marks every key someone waits on as ready (FLUSHDB, SWAPDB: keys changed without
     /// a per-key event).
     pub fn mark_all_ready(&mut self) {

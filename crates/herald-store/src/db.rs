@@ -127,14 +127,30 @@ impl Db {
         }
     }
 
+    /// The clients blocked on this database's lists, to look at.
+    pub fn waiters(&self) -> &Waiters {
+        &self.waiters
+    }
+
     /// The clients blocked on this database's lists.
     pub fn waiters_mut(&mut self) -> &mut Waiters {
         &mut self.waiters
     }
 
     /// What this database changed on its own (expiries, served blocked clients).
+    pub fn effects(&self) -> &EffectLog {
+        &self.effects
+    }
+
+    /// The changes this database made on its own, to take or to record into.
     pub fn effects_mut(&mut self) -> &mut EffectLog {
         &mut self.effects
+    }
+
+    /// True when events were recorded since the last [`Db::take_events`].
+    #[inline]
+    pub fn has_events(&self) -> bool {
+        !self.events.is_empty()
     }
 
     /// Takes the events recorded since the last call.

@@ -39,6 +39,13 @@ impl EffectLog {
         self.enabled
     }
 
+    /// True when nothing was recorded since the last take (the common case, checked
+    /// after every command: it must cost no more than two loads).
+    #[inline]
+    pub fn is_empty(&self) -> bool {
+        self.expired.is_empty() && self.served.is_empty()
+    }
+
     pub(crate) fn expired(&mut self, key: &[u8]) {
         if self.enabled {
             self.expired.push(Bytes::copy_from_slice(key));

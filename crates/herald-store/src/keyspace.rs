@@ -5,6 +5,7 @@
 //! and never awaits. Pub/sub does not take this lock.
 
 use std::cell::RefCell;
+use std::marker::PhantomData;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -50,16 +51,16 @@ impl Keyspace {
     }
 
     /// Takes every database's recorded events, with the database index.
+    /// Called after every command, so the usual case (nothing recorded) only checks each
+    /// database's vector.
     pub fn take_events(&mut self) -> Vec<(usize, KeyEvent)> {
-        self.dbs
-            .iter_mut()
-            .enumerate()
-            .flat_map(|(index, db)| {
-                db.take_events()
-                    .into_iter()
-                    .map(move |event| (index, event))
-            })
-            .collect()
+        let mut events = Vec::new();
+        for (index, db) in self.dbs.iter_mut().enumerate() {
+            if db.has_events() {
+                events.extend(db.take_events().into_iter().map(|event| (index, event)));
+            }
+        }
+        events
     }
 
     /// Database `index`; `Err` outside 0..16.
@@ -181,12 +182,19 @@ impl Keyspace {
         }
     }
 
+    /// True when some database recorded an expiry or a served client since the last
+    /// [`Keyspace::take_expired`]/[`Keyspace::take_served`]. The append-only file asks
+    /// after every command; this is the whole cost when the answer is no.
+    pub fn has_effects(&self) -> bool {
+        self.dbs.iter().any(|db| !db.effects().is_empty())
+    }
+
     /// Commands equivalent to the blocked clients served since the last call, with their
     /// database, in database order.
     pub fn take_served(&mut self) -> Vec<(usize, Vec<Bytes>)> {
         let mut served = Vec::new();
         for (index, db) in self.dbs.iter_mut().enumerate() {
-            if db.effects_mut().is_enabled() {
+            if !db.effects().is_empty() {
                 served.extend(
                     db.effects_mut()
                         .take_served()
@@ -202,7 +210,7 @@ impl Keyspace {
     pub fn take_expired(&mut self) -> Vec<(usize, Bytes)> {
         let mut expired = Vec::new();
         for (index, db) in self.dbs.iter_mut().enumerate() {
-            if db.effects_mut().is_enabled() {
+            if !db.effects().is_empty() {
                 expired.extend(
                     db.effects_mut()
                         .take_expired()
@@ -214,10 +222,26 @@ impl Keyspace {
         expired
     }
 
+    /// True when some database has a key a blocked client waits on that changed (what
+    /// [`Keyspace::serve_blocked`] would serve).
+    pub fn has_ready(&self) -> bool {
+        self.dbs.iter().any(|db| db.waiters().has_ready())
+    }
+
+    /// True when anything waits to be taken after an operation: ready keys to serve,
+    /// effects to log, events to publish. One pass; after most commands the answer is no.
+    pub fn has_pending(&self) -> bool {
+        self.dbs
+            .iter()
+            .any(|db| db.waiters().has_ready() || !db.effects().is_empty() || db.has_events())
+    }
+
     /// Serves clients blocked on keys that became ready, in every database.
     pub fn serve_blocked(&mut self, now_ms: u64) {
         for db in &mut self.dbs {
-            crate::blocking::serve_ready(db, now_ms);
+            if db.waiters_mut().has_ready() {
+                crate::blocking::serve_ready(db, now_ms);
+            }
         }
     }
 
@@ -258,12 +282,23 @@ thread_local! {
     static HELD: RefCell<Option<HeldGuard>> = const { RefCell::new(None) };
 }
 
-/// Puts the parked guard back (and so releases the lock) even if the closure panics.
-struct Unpark;
+/// The keyspace lock held by this thread until dropped ([`Store::hold`]); dropping it
+/// releases the lock (even on a panic), unless it was taken inside an outer hold.
+#[derive(Debug)]
+#[must_use = "the lock is released when this is dropped"]
+pub struct Held {
+    outermost: bool,
+    /// Not `Send`: the lock is parked in this thread's local storage, so a future that
+    /// kept a `Held` across an `.await` (and could resume on another thread) must not
+    /// compile as a spawned task.
+    _thread_bound: PhantomData<*const ()>,
+}
 
-impl Drop for Unpark {
+impl Drop for Held {
     fn drop(&mut self) {
-        HELD.with(|held| held.borrow_mut().take());
+        if self.outermost {
+            HELD.with(|held| held.borrow_mut().take());
+        }
     }
 }
 
@@ -301,13 +336,26 @@ impl Store {
     /// Runs `f` while holding the keyspace lock throughout, so that the operations `f`
     /// makes through [`Store::with`] are atomic with respect to every other client.
     pub fn atomically<R>(&self, f: impl FnOnce() -> R) -> R {
+        let _held = self.hold();
+        f()
+    }
+
+    /// Takes the keyspace lock until the returned [`Held`] is dropped, as
+    /// [`Store::atomically`] does for a closure (for callers that need `&mut` access to
+    /// what owns the store meanwhile). Never keep it across an `.await`.
+    pub fn hold(&self) -> Held {
         let nested = HELD.with(|held| held.borrow().is_some());
         if nested {
-            return f();
+            return Held {
+                outermost: false,
+                _thread_bound: PhantomData,
+            };
         }
         let guard = self.keyspace.lock_arc();
         HELD.with(|held| *held.borrow_mut() = Some(guard));
-        let _unpark = Unpark;
-        f()
+        Held {
+            outermost: true,
+            _thread_bound: PhantomData,
+        }
     }
 }

@@ -36,5 +36,5 @@ pub mod value;
 
 pub use db::Db;
 pub use error::StoreError;
-pub use keyspace::{Keyspace, Store, DATABASES};
+pub use keyspace::{Held, Keyspace, Store, DATABASES};
 pub use value::Value;

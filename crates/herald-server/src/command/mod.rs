@@ -418,7 +418,7 @@ pub fn with_db<T>(
     f: impl FnOnce(&mut Db, u64) -> Result<T, StoreError>,
 ) -> Option<T> {
     let in_transaction = session.shared.store.in_atomic();
-    let persistence = session.shared.persistence();
+    let persistence = session.shared.persistence_now();
     let (flags, result, events) = session.shared.store.with(|keyspace| {
         let flags = keyspace.notify_flags();
         let (result, events) = match keyspace.db(session.db) {
@@ -432,7 +432,7 @@ pub fn with_db<T>(
             }
             Err(err) => (Err(err), Vec::new()),
         };
-        if let Some(persistence) = &persistence {
+        if let Some(persistence) = persistence.as_ref() {
             persistence.log_effects(keyspace);
         }
         (flags, result, events)
@@ -459,14 +459,14 @@ pub fn with_keyspace<T>(
     f: impl FnOnce(&mut Keyspace, u64) -> Result<T, StoreError>,
 ) -> Option<T> {
     let in_transaction = session.shared.store.in_atomic();
-    let persistence = session.shared.persistence();
+    let persistence = session.shared.persistence_now();
     let (result, flags, events) = session.shared.store.with(|keyspace| {
         let now = session.shared.now_ms();
         let result = f(keyspace, now);
         if !in_transaction {
             keyspace.serve_blocked(now);
         }
-        if let Some(persistence) = &persistence {
+        if let Some(persistence) = persistence.as_ref() {
             persistence.log_effects(keyspace);
         }
         (result, keyspace.notify_flags(), keyspace.take_events())

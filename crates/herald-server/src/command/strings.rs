@@ -82,23 +82,26 @@ fn set_command(session: &mut Session, out: &mut Output<'_>, args: &[Bytes]) -> F
     }) else {
         return Flow::Continue;
     };
-    let at_text = itoa::Buffer::new();
-    session.propagate_as(match (outcome.written, options.expiry) {
-        (false, _) => Vec::new(),
-        (true, SetExpiry::At(at)) if at <= now_seen => vec![record(&[b"DEL", &args[1]])],
-        (true, SetExpiry::At(at)) => {
-            let mut at_text = at_text;
-            vec![record(&[
-                b"SET",
-                &args[1],
-                &args[2],
-                b"PXAT",
-                at_text.format(at).as_bytes(),
-            ])]
+    // The key and value are the request's own buffers (cloning them copies nothing).
+    let set = |tail: &[&[u8]]| {
+        let mut words = vec![Bytes::from_static(b"SET"), args[1].clone(), args[2].clone()];
+        words.extend(tail.iter().map(|word| Bytes::copy_from_slice(word)));
+        words
+    };
+    match (outcome.written, options.expiry) {
+        (false, _) => session.propagate_as(Vec::new()),
+        (true, SetExpiry::At(at)) if at <= now_seen => {
+            session.propagate_as(vec![record(&[b"DEL", &args[1]])])
         }
-        (true, SetExpiry::Keep) => vec![record(&[b"SET", &args[1], &args[2], b"KEEPTTL"])],
-        (true, SetExpiry::Clear) => vec![record(&[b"SET", &args[1], &args[2]])],
-    });
+        (true, SetExpiry::At(at)) => session.propagate_as(vec![set(&[
+            b"PXAT",
+            itoa::Buffer::new().format(at).as_bytes(),
+        ])]),
+        (true, SetExpiry::Keep) => session.propagate_as(vec![set(&[b"KEEPTTL"])]),
+        // Plain `SET key value` is logged as sent.
+        (true, SetExpiry::Clear) if args.len() == 3 => {}
+        (true, SetExpiry::Clear) => session.propagate_as(vec![set(&[])]),
+    }
     let mut reply = out.reply();
     match (options.get, outcome.written) {
         (true, _) => reply.optional_bulk(outcome.previous.as_deref()),

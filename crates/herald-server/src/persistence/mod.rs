@@ -24,7 +24,7 @@ pub mod load;
 pub mod rewrite;
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -142,10 +142,11 @@ struct RewriteState {
 pub struct Persistence {
     writer: AofWriter,
     settings: AofSettings,
-    /// The database the file's last `SELECT` named; `None` forces one before the next
-    /// record (after opening and when a rewrite starts). Only changed under the keyspace
-    /// lock, like the appends it describes.
-    selected: Mutex<Option<usize>>,
+    /// The database the file's last `SELECT` named; [`NO_DB`] forces one before the next
+    /// record (after opening and when a rewrite starts). Read and changed only under the
+    /// keyspace lock (and, for records, inside the writer's append), like the appends it
+    /// describes, so relaxed loads and stores suffice: no lock of its own per record.
+    selected: AtomicUsize,
     rewrite: Mutex<RewriteState>,
     auto_rewrite_percentage: AtomicU64,
     auto_rewrite_min_size: AtomicU64,
@@ -159,7 +160,7 @@ impl Persistence {
         Ok(Persistence {
             writer,
             settings,
-            selected: Mutex::new(None),
+            selected: AtomicUsize::new(NO_DB),
             rewrite: Mutex::new(RewriteState::default()),
             auto_rewrite_percentage: AtomicU64::new(DEFAULT_AUTO_REWRITE_PERCENTAGE),
             auto_rewrite_min_size: AtomicU64::new(DEFAULT_AUTO_REWRITE_MIN_SIZE_BYTES),
@@ -199,13 +200,12 @@ impl Persistence {
     ) -> Option<u64> {
         let mut records = records.into_iter().peekable();
         records.peek()?;
-        let mut selected = self.selected.lock();
         let sequence = self.writer.append_with(|out| {
             if transaction {
                 encode_command(out, &[b"MULTI"]);
             }
             for (db, args) in records {
-                select(out, &mut selected, db);
+                select(out, &self.selected, db);
                 encode_command(out, args);
             }
             if transaction {
@@ -219,6 +219,10 @@ impl Persistence {
     /// `DEL`, then blocked clients served as the pops they performed. Call it with the
     /// keyspace lock held, right after the operation that caused them.
     pub fn log_effects(&self, keyspace: &mut Keyspace) -> Option<u64> {
+        // Called after every command: the usual answer, nothing, must be cheap.
+        if !keyspace.has_effects() {
+            return None;
+        }
         let expired = keyspace.take_expired();
         let served = keyspace.take_served();
         if expired.is_empty() && served.is_empty() {
@@ -304,7 +308,7 @@ impl Persistence {
             return false;
         }
         state.in_progress = true;
-        *self.selected.lock() = None;
+        self.selected.store(NO_DB, Ordering::Relaxed);
         true
     }
 
@@ -323,9 +327,12 @@ impl Persistence {
     }
 }
 
-fn select(out: &mut Vec<u8>, selected: &mut Option<usize>, db: usize) {
-    if *selected != Some(db) {
+/// `selected` before any `SELECT` is in force.
+const NO_DB: usize = usize::MAX;
+
+fn select(out: &mut Vec<u8>, selected: &AtomicUsize, db: usize) {
+    if selected.load(Ordering::Relaxed) != db {
         encode_command(out, &[b"SELECT", itoa::Buffer::new().format(db).as_bytes()]);
-        *selected = Some(db);
+        selected.store(db, Ordering::Relaxed);
     }
 }

@@ -32,15 +32,24 @@ pub const ARGUMENT_MAX_BYTES: u64 = 1 << 32;
 
 /// Appends one command to `out` in the file's format.
 pub fn encode_command<A: AsRef<[u8]>>(out: &mut Vec<u8>, args: &[A]) {
+    // Every write command passes here: one reservation for the whole record (a length
+    // takes at most 20 digits, plus `$`/`*` and two CRLFs), then plain copies.
+    let payload: usize = args.iter().map(|arg| arg.as_ref().len()).sum();
+    out.reserve(payload + 25 * (args.len() + 1));
     let mut number = itoa::Buffer::new();
-    out.push(b'*');
-    out.extend_from_slice(number.format(args.len()).as_bytes());
-    out.extend_from_slice(b"\r\n");
+    let mut header = |out: &mut Vec<u8>, kind: u8, n: usize| {
+        out.push(kind);
+        if n < 10 {
+            out.push(b'0' + n as u8);
+        } else {
+            out.extend_from_slice(number.format(n).as_bytes());
+        }
+        out.extend_from_slice(b"\r\n");
+    };
+    header(out, b'*', args.len());
     for arg in args {
         let arg = arg.as_ref();
-        out.push(b'$');
-        out.extend_from_slice(number.format(arg.len()).as_bytes());
-        out.extend_from_slice(b"\r\n");
+        header(out, b'$', arg.len());
         out.extend_from_slice(arg);
         out.extend_from_slice(b"\r\n");
     }
@@ -288,6 +297,13 @@ mod tests {
             encode(&[&["SET", "k", ""]]),
             b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$0\r\n\r\n".to_vec()
         );
+        // Lengths of one digit and of several take different paths.
+        let value = "v".repeat(123);
+        let args: Vec<&str> = vec!["a"; 10].into_iter().chain([value.as_str()]).collect();
+        let mut expected = b"*11\r\n".to_vec();
+        expected.extend(b"$1\r\na\r\n".repeat(10));
+        expected.extend(format!("$123\r\n{value}\r\n").into_bytes());
+        assert_eq!(encode(&[&args]), expected);
     }
 
     #[test]

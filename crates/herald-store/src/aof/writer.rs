@@ -10,9 +10,10 @@
 //! - *written*: the bytes are in the kernel (a crash of Herald loses nothing);
 //! - *synced*: they are on disk (a crash of the machine loses nothing).
 //!
-//! Under [`FsyncPolicy::Always`] replies wait for *synced*; under `everysec` and `no`
-//! for *written*, and the thread fsyncs once a second (`everysec`) or never (`no`,
-//! the kernel decides). While writes fail, `everysec` and `no` replies stop waiting (as
+//! Under [`FsyncPolicy::Always`] replies wait for *synced* (each woken only by the
+//! fsync that covers it, see `writer/synced.rs`); under `everysec` and `no` for
+//! *written*, and the thread fsyncs once a second (`everysec`) or never (`no`, the
+//! kernel decides). While writes fail, `everysec` and `no` replies stop waiting (as
 //! Redis answers them: the data is in memory and retried), `always` replies keep waiting.
 //!
 //! When a write fails (a full disk), the file is cut back to its last whole record, the
@@ -30,7 +31,8 @@
 //! complete file: the old one until the rename, the new one after.
 //!
 //! Locking: one `parking_lot::Mutex` over the buffer and flags, held for a memcpy by
-//! appenders and for a swap by the thread; the file itself belongs to the thread, which
+//! appenders and for a swap by the thread (whether writes are failing is mirrored in an
+//! atomic, so the check every write command makes takes no lock); the file itself belongs to the thread, which
 //! holds no lock while it writes or fsyncs (except while switching files on a rewrite,
 //! when appenders must wait so that no record lands in the old file only).
 
@@ -40,12 +42,17 @@ use std::future::Future;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use parking_lot::{Condvar, Mutex};
 use tokio::sync::watch;
+
+use self::synced::SyncedWaiters;
+
+mod synced;
 
 /// How often `everysec` fsyncs, and how often a failed write or fsync is retried.
 const FSYNC_INTERVAL: Duration = Duration::from_secs(1);
@@ -131,18 +138,22 @@ struct State {
 #[derive(Debug)]
 struct Shared {
     path: PathBuf,
+    /// `state.last_error.is_some()`, changed with it under the lock: every write command
+    /// asks [`AofWriter::writable`], which must not take the lock appenders use.
+    failing: AtomicBool,
     state: Mutex<State>,
     wake: Condvar,
+    /// *written*, for `everysec` and `no`.
     progress: watch::Sender<Progress>,
+    /// *synced*, for `always` (every reply waits there, so waiters are woken one by one).
+    synced: SyncedWaiters,
 }
 
-/// How far the thread got: what replies wait on.
+/// How far the thread got writing: what `everysec` and `no` replies wait on.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 struct Progress {
     /// Last sequence in the kernel.
     written: u64,
-    /// Last sequence on disk.
-    synced: u64,
     /// Writes are failing right now.
     failing: bool,
 }
@@ -172,8 +183,10 @@ impl AofWriter {
                 base_size: size,
                 shutdown: false,
             }),
+            failing: AtomicBool::new(false),
             wake: Condvar::new(),
             progress: watch::Sender::new(Progress::default()),
+            synced: SyncedWaiters::default(),
         });
         let thread = {
             let shared = Arc::clone(&shared);
@@ -195,6 +208,9 @@ impl AofWriter {
     /// `Err` with the last failure while the file cannot be written: write commands must
     /// be refused (Redis's `-MISCONF`) rather than acknowledged and lost.
     pub fn writable(&self) -> Result<(), String> {
+        if !self.shared.failing.load(Ordering::Acquire) {
+            return Ok(());
+        }
         match &self.shared.state.lock().last_error {
             Some(error) => Err(error.clone()),
             None => Ok(()),
@@ -233,18 +249,20 @@ impl AofWriter {
 
     /// Resolves once append `sequence` is as durable as the policy in force promises.
     pub fn durable(&self, sequence: u64) -> impl Future<Output = ()> + Send + 'static {
-        let policy = self.policy();
-        let mut progress = self.shared.progress.subscribe();
+        let synced = match self.policy() {
+            FsyncPolicy::Always => Some(self.shared.synced.wait(sequence)),
+            FsyncPolicy::EverySec | FsyncPolicy::No => None,
+        };
+        let mut progress = synced.is_none().then(|| self.shared.progress.subscribe());
         async move {
-            // The sender lives as long as this writer; an error means it is gone.
-            let _ = progress
-                .wait_for(|done| match policy {
-                    FsyncPolicy::Always => done.synced >= sequence,
-                    FsyncPolicy::EverySec | FsyncPolicy::No => {
-                        done.written >= sequence || done.failing
-                    }
-                })
-                .await;
+            // The senders live as long as this writer; an error means it is gone.
+            if let Some(Some(synced)) = synced {
+                let _ = synced.await;
+            } else if let Some(progress) = progress.as_mut() {
+                let _ = progress
+                    .wait_for(|done| done.written >= sequence || done.failing)
+                    .await;
+            }
         }
     }
 
@@ -302,6 +320,10 @@ impl AofWriter {
             let mut state = self.shared.state.lock();
             if state.rewrite.is_none() {
                 return Err(io::Error::other("no rewrite in progress"));
+            }
+            // The thread may already have flushed and exited: nobody would answer.
+            if state.shutdown {
+                return Err(io::Error::other("the append-only file is shutting down"));
             }
             state.switch = Some((snapshot.to_owned(), reply));
         }
@@ -442,6 +464,7 @@ impl WriterThread {
                 {
                     let mut state = self.shared.state.lock();
                     state.current_size = self.size;
+                    self.shared.failing.store(false, Ordering::Release);
                     if state.last_error.take().is_some() {
                         tracing::info!("append-only file writes succeed again");
                     }
@@ -466,6 +489,7 @@ impl WriterThread {
                 std::mem::swap(&mut self.batch, &mut state.pending);
                 self.batch.clear();
                 state.last_error = Some(err.to_string());
+                self.shared.failing.store(true, Ordering::Release);
                 drop(state);
                 self.shared
                     .progress
@@ -482,11 +506,10 @@ impl WriterThread {
                 self.synced_size = self.size;
                 self.unsynced.clear();
                 self.synced_sequence = self.written_sequence;
-                let synced = self.synced_sequence;
-                self.shared.progress.send_modify(|progress| {
-                    progress.synced = synced;
-                    progress.failing = false;
-                });
+                self.shared.synced.advance(self.synced_sequence);
+                self.shared
+                    .progress
+                    .send_if_modified(|progress| std::mem::take(&mut progress.failing));
                 true
             }
             Err(err) => {
@@ -500,6 +523,7 @@ impl WriterThread {
                     .send_modify(|progress| progress.failing = true);
                 let mut state = self.shared.state.lock();
                 state.last_error = Some(err.to_string());
+                self.shared.failing.store(true, Ordering::Release);
                 if policy == FsyncPolicy::Always {
                     // Write the unsynced bytes again: the kernel may have dropped them.
                     if self.file.set_len(self.synced_size).is_ok() {
@@ -561,15 +585,16 @@ impl WriterThread {
         state.current_size = size;
         state.base_size = size;
         state.last_error = None;
+        self.shared.failing.store(false, Ordering::Release);
         self.written_sequence = state.appended;
         self.synced_sequence = state.appended;
         self.last_sync = Instant::now();
         let appended = state.appended;
         self.shared.progress.send_modify(|progress| {
             progress.written = appended;
-            progress.synced = appended;
             progress.failing = false;
         });
+        self.shared.synced.advance(appended);
         Ok(())
     }
 }

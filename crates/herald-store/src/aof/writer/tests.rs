@@ -171,6 +171,26 @@ fn a_failed_rewrite_leaves_the_live_file_alone() {
     assert_eq!(commands_in(&path).len(), 2);
 }
 
+#[test]
+fn a_rewrite_finishing_after_shutdown_fails_instead_of_hanging() {
+    // SIGTERM during BGREWRITEAOF: the thread flushes and exits; the rewrite task that
+    // then asks it to switch files must get an error, or the process never exits.
+    let dir = temp_dir("rewrite-shutdown");
+    let path = dir.join("appendonly.aof");
+    let writer = AofWriter::open(&path, FsyncPolicy::EverySec).unwrap();
+    assert!(writer.begin_rewrite());
+    append(&writer, &["SET", "a", "1"]);
+    writer.shutdown();
+    let snapshot = dir.join("temp-rewrite.aof");
+    std::fs::write(&snapshot, b"").unwrap();
+    assert!(writer.finish_rewrite(&snapshot).is_err());
+    assert_eq!(
+        commands_in(&path).len(),
+        1,
+        "the live file keeps its record"
+    );
+}
+
 #[tokio::test]
 async fn a_full_disk_refuses_writes_and_acknowledges_nothing() {
     let path = Path::new("/dev/full");
