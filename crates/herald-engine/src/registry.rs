@@ -26,7 +26,7 @@ use crate::channels::ChannelMap;
 use crate::counter::ShardedCounter;
 use crate::glob::Glob;
 use crate::message::{ClientId, Delivery, DeliveryKind, Message, Scope};
-use crate::outbox::Outbox;
+use crate::outbox::{Appended, Outbox, PendingWakes};
 use crate::patterns::{PatternFootprint, PatternIndex};
 
 pub use crate::channels::CHANNEL_SHARDS;
@@ -102,6 +102,41 @@ impl Engine {
     /// (Redis's PUBLISH reply), in the order given in the module docs. Shard channels
     /// never consult patterns.
     pub fn publish(&self, scope: Scope, channel: Bytes, payload: Bytes) -> usize {
+        self.publish_with(scope, channel, payload, |outbox, delivery| {
+            outbox.deliver(delivery)
+        })
+    }
+
+    /// [`Engine::publish`] without waking anyone: outboxes this publish made non-empty
+    /// are added to `pending`, which the caller flushes once its batch of commands is
+    /// done, so a pipeline of publishes costs each subscriber one write, not one per
+    /// message.
+    pub fn publish_deferred(
+        &self,
+        scope: Scope,
+        channel: Bytes,
+        payload: Bytes,
+        pending: &mut PendingWakes,
+    ) -> usize {
+        self.publish_with(scope, channel, payload, |outbox, delivery| {
+            match outbox.deliver_deferred(delivery) {
+                Appended::Refused => false,
+                Appended::Queued => true,
+                Appended::NeedsFlush => {
+                    pending.push(outbox);
+                    true
+                }
+            }
+        })
+    }
+
+    fn publish_with(
+        &self,
+        scope: Scope,
+        channel: Bytes,
+        payload: Bytes,
+        mut deliver: impl FnMut(&Arc<Outbox>, Delivery) -> bool,
+    ) -> usize {
         self.published.add(1);
         let subscribers = self.map(scope).snapshot_for_publish(&channel);
         let matches = match scope {
@@ -119,19 +154,25 @@ impl Engine {
                 Scope::Shard => DeliveryKind::Shard,
             };
             for outbox in subscribers.iter() {
-                outbox.deliver(Delivery {
-                    kind: kind.clone(),
-                    message: Arc::clone(&message),
-                });
+                deliver(
+                    outbox,
+                    Delivery {
+                        kind: kind.clone(),
+                        message: Arc::clone(&message),
+                    },
+                );
             }
             receivers += subscribers.len();
         }
         for matched in matches.iter().flat_map(|matches| matches.iter()) {
             for outbox in matched.subscribers.iter() {
-                outbox.deliver(Delivery {
-                    kind: DeliveryKind::Pattern(matched.pattern.clone()),
-                    message: Arc::clone(&message),
-                });
+                deliver(
+                    outbox,
+                    Delivery {
+                        kind: DeliveryKind::Pattern(matched.pattern.clone()),
+                        message: Arc::clone(&message),
+                    },
+                );
             }
             receivers += matched.subscribers.len();
         }
@@ -208,7 +249,7 @@ impl Engine {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::outbox::{OutboxBatch, Outgoing, OutputLimits};
+    use crate::outbox::{OutboxBatch, Outgoing, OutputLimits, PendingWakes};
 
     fn client(id: u64) -> Arc<Outbox> {
         Arc::new(Outbox::new(ClientId(id), Arc::new(OutputLimits::default())))
@@ -233,6 +274,29 @@ mod tests {
 
     fn b(s: &'static str) -> Bytes {
         Bytes::from_static(s.as_bytes())
+    }
+
+    #[test]
+    fn deferred_publishes_ask_each_subscriber_for_one_flush_per_batch() {
+        each_engine(|engine| {
+            let (a, c) = (client(1), client(2));
+            engine.subscribe(Scope::Classic, b("news"), &a);
+            engine.psubscribe(b("n*"), &a);
+            engine.subscribe(Scope::Classic, b("news"), &c);
+            let mut pending = PendingWakes::default();
+            for _ in 0..3 {
+                assert_eq!(
+                    engine.publish_deferred(Scope::Classic, b("news"), b("hi"), &mut pending),
+                    3
+                );
+            }
+            assert_eq!(pending.outboxes_for_test(), vec![ClientId(1), ClientId(2)]);
+            pending.flush();
+            assert!(pending.is_empty());
+            assert_eq!(deliveries(&a).len(), 6);
+            assert_eq!(deliveries(&c).len(), 3);
+            assert_eq!(engine.stats().deliveries, 9);
+        });
     }
 
     #[test]

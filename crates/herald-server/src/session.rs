@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
-use herald_engine::{ClientClass, Outbox, Scope};
+use herald_engine::{ClientClass, Outbox, PendingWakes, Scope};
 use herald_proto::{Protocol, ReplyWriter, Request};
 use indexmap::IndexSet;
 
@@ -174,6 +174,9 @@ pub struct Session {
     pub watch: Option<Watch>,
     /// The wait a blocking command left for the connection ([`Flow::Block`]).
     pub blocked: Option<Blocked>,
+    /// Subscribers this batch of commands published to, flushed by the connection once
+    /// the batch is done (see [`herald_engine::Engine::publish_deferred`]).
+    pub pending_wakes: PendingWakes,
     /// How the write command being run is logged; handlers that must be logged in
     /// another form set it ([`Session::propagate_as`]).
     pub propagate: Propagate,
@@ -256,6 +259,7 @@ impl Session {
             transaction: None,
             watch: None,
             blocked: None,
+            pending_wakes: PendingWakes::default(),
             propagate: Propagate::Verbatim,
             executing_transaction: false,
             transaction_log: Vec::new(),

@@ -313,3 +313,32 @@ async fn info_and_client_list_report_subscribers() {
     admin.expect(b":1\r\n").await;
     sub.expect_closed().await;
 }
+
+#[tokio::test]
+async fn a_subscriber_that_reads_late_gets_every_message_in_order() {
+    // One PUBLISH at a time to one subscriber: the publishing connection writes each
+    // delivery straight to the socket until the socket is full, then the rest goes back
+    // to the queue for the writer task. Nothing may be lost, doubled or reordered.
+    let server = TestServer::start().await;
+    let mut sub = server.client().await;
+    sub.cmd(&[b"SUBSCRIBE", b"late"]).await;
+    sub.expect(&confirm('*', "subscribe", "late", 1)).await;
+    let mut publisher = server.client().await;
+    let payload = |seq: usize| -> Vec<u8> {
+        // Mostly large payloads (shared, written in place), every third one small.
+        let len = if seq % 3 == 0 { 100 } else { 64 * 1024 };
+        let mut bytes = format!("{seq:08}").into_bytes();
+        bytes.resize(len, b'a' + (seq % 26) as u8);
+        bytes
+    };
+    const MESSAGES: usize = 150;
+    for seq in 0..MESSAGES {
+        publisher.cmd(&[b"PUBLISH", b"late", &payload(seq)]).await;
+        publisher.expect(b":1\r\n").await;
+    }
+    for seq in 0..MESSAGES {
+        sub.expect(b"*3\r\n$7\r\nmessage\r\n$4\r\nlate\r\n").await;
+        assert_eq!(sub.read_bulk().await, payload(seq), "message {seq}");
+    }
+    sub.expect_silence(Duration::from_millis(100)).await;
+}

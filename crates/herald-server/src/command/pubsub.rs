@@ -243,10 +243,12 @@ impl Kind {
 }
 
 fn publish(session: &mut Session, out: &mut Output<'_>, args: &[Bytes], scope: Scope) -> Flow {
-    let receivers = session
-        .shared
-        .engine
-        .publish(scope, args[1].clone(), args[2].clone());
+    let receivers = session.shared.engine.publish_deferred(
+        scope,
+        args[1].clone(),
+        args[2].clone(),
+        &mut session.pending_wakes,
+    );
     out.reply().integer(receivers as i64);
     Flow::Continue
 }
