@@ -326,7 +326,11 @@ async fn a_subscriber_that_reads_late_gets_every_message_in_order() {
     let mut publisher = server.client().await;
     let payload = |seq: usize| -> Vec<u8> {
         // Mostly large payloads (shared, written in place), every third one small.
-        let len = if seq.is_multiple_of(3) { 100 } else { 64 * 1024 };
+        let len = if seq.is_multiple_of(3) {
+            100
+        } else {
+            64 * 1024
+        };
         let mut bytes = format!("{seq:08}").into_bytes();
         bytes.resize(len, b'a' + (seq % 26) as u8);
         bytes
