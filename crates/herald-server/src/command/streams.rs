@@ -36,8 +36,9 @@ pub const WRITE: CommandSpec = CommandSpec {
     ..BASE
 };
 
-/// Replies with `err` when `result` failed; the value otherwise.
-pub fn or_reply<T>(out: &mut Output<'_>, result: Result<T, StoreError>) -> Option<T> {
+/// Replies with the error when `result` failed (a store error or a parse error text);
+/// the value otherwise.
+pub fn or_reply<T, E: std::fmt::Display>(out: &mut Output<'_>, result: Result<T, E>) -> Option<T> {
     match result {
         Ok(value) => Some(value),
         Err(err) => {
@@ -245,12 +246,8 @@ pub const XADD: CommandSpec = CommandSpec {
     summary: "Appends a new message to a stream. Creates the key if it doesn't exist.",
     complexity: "O(1) when adding a new entry, O(N) when trimming where N being the number of entries evicted.",
     handler: Some(|session, out, args| {
-        let parsed = match parse_trim_args(args, true) {
-            Ok(parsed) => parsed,
-            Err(err) => {
-                out.error(&err);
-                return Flow::Continue;
-            }
+        let Some(parsed) = or_reply(out, parse_trim_args(args, true)) else {
+            return Flow::Continue;
         };
         let Some(id_arg) = args.get(parsed.id_at) else {
             out.error(&super::wrong_arity("xadd"));

@@ -15,7 +15,7 @@ use herald_store::stream::id::{self, StreamId};
 use herald_store::stream::ops::{self, ReadFrom};
 use herald_store::stream::propagate;
 
-use super::streams::{write_group_reads, write_streams};
+use super::streams::{or_reply, write_group_reads, write_streams};
 use super::{flag, parse_i64, with_db, CommandSpec, BASE, SYNTAX_ERROR};
 use crate::session::{Blocked, BlockedReply, Flow, Output, Session};
 
@@ -159,24 +159,16 @@ fn block(
 }
 
 fn xread(session: &mut Session, out: &mut Output<'_>, args: &[Bytes]) -> Flow {
-    let parsed = match parse_read_args(args, false) {
-        Ok(parsed) => parsed,
-        Err(err) => {
-            out.error(&err);
-            return Flow::Continue;
-        }
+    let Some(parsed) = or_reply(out, parse_read_args(args, false)) else {
+        return Flow::Continue;
     };
     let starts: Result<Vec<XReadStart>, String> = parsed
         .ids
         .iter()
         .map(|arg| parse_xread_start(arg))
         .collect();
-    let starts = match starts {
-        Ok(starts) => starts,
-        Err(err) => {
-            out.error(&err);
-            return Flow::Continue;
-        }
+    let Some(starts) = or_reply(out, starts) else {
+        return Flow::Continue;
     };
     let may_block = parsed.block.is_some() && !session.executing_transaction;
     let keys = parsed.keys;
@@ -248,12 +240,8 @@ pub const XREAD: CommandSpec = CommandSpec {
 };
 
 fn xreadgroup(session: &mut Session, out: &mut Output<'_>, args: &[Bytes]) -> Flow {
-    let parsed = match parse_read_args(args, true) {
-        Ok(parsed) => parsed,
-        Err(err) => {
-            out.error(&err);
-            return Flow::Continue;
-        }
+    let Some(parsed) = or_reply(out, parse_read_args(args, true)) else {
+        return Flow::Continue;
     };
     let Some((group, consumer)) = parsed.group.clone() else {
         return Flow::Continue;
@@ -263,12 +251,8 @@ fn xreadgroup(session: &mut Session, out: &mut Output<'_>, args: &[Bytes]) -> Fl
         .iter()
         .map(|arg| parse_group_start(arg))
         .collect();
-    let starts = match starts {
-        Ok(starts) => starts,
-        Err(err) => {
-            out.error(&err);
-            return Flow::Continue;
-        }
+    let Some(starts) = or_reply(out, starts) else {
+        return Flow::Continue;
     };
     // Only a read of new entries on every key can block: history reads always answer.
     let only_new = starts.iter().all(|from| *from == GroupFrom::New);
