@@ -168,12 +168,7 @@ impl Endpoint {
     ) -> Result<SubscriberConnection, redis::RedisError> {
         match self {
             Endpoint::Single(client) => {
-                let info = client.get_connection_info().clone();
-                let settings = info
-                    .redis_settings()
-                    .clone()
-                    .set_protocol(ProtocolVersion::RESP3);
-                let client = redis::Client::open(info.set_redis_settings(settings))?;
+                let client = with_protocol(client, ProtocolVersion::RESP3)?;
                 let config = redis::AsyncConnectionConfig::new()
                     .set_connection_timeout(Some(CONNECT_TIMEOUT))
                     .set_response_timeout(Some(RESPONSE_TIMEOUT))
@@ -206,12 +201,7 @@ impl Endpoint {
     ) -> Result<(SubscriberConnection, redis::aio::PubSubStream), redis::RedisError> {
         match self {
             Endpoint::Single(client) => {
-                let info = client.get_connection_info().clone();
-                let settings = info
-                    .redis_settings()
-                    .clone()
-                    .set_protocol(ProtocolVersion::RESP2);
-                let client = redis::Client::open(info.set_redis_settings(settings))?;
+                let client = with_protocol(client, ProtocolVersion::RESP2)?;
                 let pubsub = tokio::time::timeout(CONNECT_TIMEOUT, client.get_async_pubsub())
                     .await
                     .map_err(|_| {
@@ -250,6 +240,16 @@ impl ClusterSeeds {
         }
         configure(builder).build()
     }
+}
+
+/// `client`'s server and credentials with the protocol forced to `protocol`.
+fn with_protocol(
+    client: &redis::Client,
+    protocol: ProtocolVersion,
+) -> Result<redis::Client, redis::RedisError> {
+    let info = client.get_connection_info().clone();
+    let settings = info.redis_settings().clone().set_protocol(protocol);
+    redis::Client::open(info.set_redis_settings(settings))
 }
 
 /// `url` with the password of its user info replaced by `***`, for error messages (which
