@@ -151,6 +151,17 @@ async fn publish(
     Ok(Json(json!({ "receivers": receivers })))
 }
 
+/// A JSON request body of type `T`: 413 `message_too_large` or 400 `bad_body` when it
+/// could not be read, 400 `bad_json` naming the expected `shape` when it does not parse.
+pub fn json_body<T: serde::de::DeserializeOwned>(
+    body: Result<Bytes, BytesRejection>,
+    shape: &str,
+) -> Result<T, RequestError> {
+    let body = body.map_err(body_error)?;
+    serde_json::from_slice(&body)
+        .map_err(|err| RequestError::bad_request("bad_json", format!("expected {shape}: {err}")))
+}
+
 fn body_error(rejection: BytesRejection) -> RequestError {
     let status = rejection.status();
     if status == StatusCode::PAYLOAD_TOO_LARGE {
@@ -176,13 +187,7 @@ async fn broadcast(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<Value>, RequestError> {
     let grants = authenticate(&hub, &headers, &query_pairs(query.as_deref()))?;
-    let body = body.map_err(body_error)?;
-    let request: BroadcastBody = serde_json::from_slice(&body).map_err(|err| {
-        RequestError::bad_request(
-            "bad_json",
-            format!("expected {{\"channels\": [...], \"data\": ...}}: {err}"),
-        )
-    })?;
+    let request: BroadcastBody = json_body(body, r#"{"channels": [...], "data": ...}"#)?;
     if request.channels.is_empty() || request.channels.len() > MAX_BROADCAST_CHANNELS {
         return Err(RequestError::bad_request(
             "bad_request",

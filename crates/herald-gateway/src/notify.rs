@@ -30,7 +30,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use uuid::Uuid;
 
-use crate::api::{authenticate, parse_limit, query_pairs};
+use crate::api::{authenticate, json_body, parse_limit, query_pairs};
 use crate::auth::{now_secs, Claims, Grants};
 use crate::dashboard::require_operator;
 use crate::error::RequestError;
@@ -199,17 +199,6 @@ struct SendBody {
 
 fn default_kind() -> NotificationKind {
     NotificationKind::Info
-}
-
-fn json_body<T: serde::de::DeserializeOwned>(
-    body: Result<Bytes, BytesRejection>,
-    shape: &str,
-) -> Result<T, RequestError> {
-    let body = body.map_err(|rejection| {
-        RequestError::new(rejection.status(), "bad_body", rejection.body_text())
-    })?;
-    serde_json::from_slice(&body)
-        .map_err(|err| RequestError::bad_request("bad_json", format!("expected {shape}: {err}")))
 }
 
 /// `POST /api/notifications/send`.

@@ -472,3 +472,22 @@ async fn a_subscriber_that_stops_reading_shows_in_the_backlog() {
     assert!(row["queued_bytes"].as_u64().unwrap() > 8 << 20, "{row}");
     drop(stalled);
 }
+
+#[tokio::test]
+async fn an_oversized_notification_body_is_413_message_too_large_like_any_other() {
+    let herald = start(&["--gateway-max-message-size", "1kb"]);
+    let body = json!({ "user": "alice", "title": "t", "message": "x".repeat(2000) }).to_string();
+    let (status, reply) = http_json(
+        &herald.http,
+        "POST",
+        "/api/notifications/send",
+        None,
+        body.as_bytes(),
+    )
+    .await;
+    assert_eq!(
+        (status, reply["error"]["code"].as_str()),
+        (413, Some("message_too_large")),
+        "{reply}"
+    );
+}
