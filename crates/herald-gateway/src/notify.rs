@@ -305,6 +305,20 @@ mod tests {
     use super::*;
 
     #[test]
+    fn without_a_keyspace_the_routes_answer_503() {
+        let hub = Hub::new(
+            Arc::new(herald_engine::Engine::new()),
+            crate::GatewayConfig::default(),
+            None,
+        );
+        let err = service(&hub).err();
+        assert_eq!(
+            err.map(|e| (e.status, e.code)),
+            Some((StatusCode::SERVICE_UNAVAILABLE, "notifications_unavailable"))
+        );
+    }
+
+    #[test]
     fn user_ids_are_short_and_plain() {
         for good in ["alice", "42", "a.b-c_d@example.com"] {
             assert!(check_user_id(good).is_ok(), "{good}");
