@@ -289,3 +289,58 @@ fn finish(send: &mut Send<'_>) {
         send.sink.write_now(send.claim);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use bytes::Bytes;
+    use herald_engine::{Appended, ClientId, Outbox, OutputLimits, PendingWakes};
+    use parking_lot::Mutex;
+
+    use super::*;
+
+    /// A sink of another front-end: the ring cannot send for it.
+    #[derive(Default)]
+    struct ForeignSink {
+        written: Mutex<Vec<Bytes>>,
+    }
+
+    impl DirectWrite for ForeignSink {
+        fn write_now(&self, claim: &WriteClaim<'_>) {
+            let mut entries = Vec::new();
+            while claim.take_batch(&mut entries, usize::MAX) == OutboxBatch::Ready {
+                for entry in entries.drain(..) {
+                    if let herald_engine::Outgoing::Frame(bytes) = entry {
+                        self.written.lock().push(bytes);
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn sinks_the_ring_cannot_send_for_are_written_through_their_own_path() {
+        let outboxes: Vec<(Arc<Outbox>, Arc<ForeignSink>)> = (0..3)
+            .map(|id| {
+                let outbox = Arc::new(Outbox::new(ClientId(id), Arc::new(OutputLimits::default())));
+                let sink = Arc::new(ForeignSink::default());
+                outbox.set_direct(Some(Arc::clone(&sink) as Arc<dyn DirectWrite>));
+                (outbox, sink)
+            })
+            .collect();
+        let mut pending = PendingWakes::default();
+        for (outbox, _) in &outboxes {
+            let frame = Bytes::from(format!("+{}\r\n", outbox.id()));
+            assert_eq!(outbox.push_frame_deferred(frame), Appended::NeedsFlush);
+            pending.push(outbox);
+        }
+        pending.flush_together(write_claims);
+        for (outbox, sink) in &outboxes {
+            let expected = vec![Bytes::from(format!("+{}\r\n", outbox.id()))];
+            assert_eq!(*sink.written.lock(), expected);
+            assert_eq!(outbox.queued_bytes(), 0);
+            assert!(outbox.try_claim().is_some(), "claim not released");
+        }
+    }
+}
