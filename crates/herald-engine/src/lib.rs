@@ -33,8 +33,8 @@ pub use activity::{ChannelActivity, ChannelOrder};
 pub use glob::Glob;
 pub use message::{ClientId, Delivery, DeliveryKind, Message, Scope, WireFormat};
 pub use outbox::{
-    Appended, ClientClass, CloseReason, DirectWrite, Outbox, OutboxBatch, Outgoing, OutputLimit,
-    OutputLimits, PendingWakes, WriteClaim,
+    Appended, ClientClass, CloseReason, DirectClaim, DirectWrite, Outbox, OutboxBatch, Outgoing,
+    OutputLimit, OutputLimits, PendingWakes, WriteClaim,
 };
 pub use patterns::PatternFootprint;
 pub use registry::{Engine, EngineStats};

@@ -31,6 +31,7 @@
 //! This module never encodes, writes to sockets or logs: the front-end that owns the
 //! connection reports why it closed ([`Outbox::close_reason`]).
 
+use std::any::Any;
 use std::collections::VecDeque;
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering};
@@ -188,8 +189,10 @@ pub enum OutboxBatch {
 }
 
 /// Writes a claimed outbox to its socket without waiting; installed by the front-end
-/// that owns the connection ([`Outbox::set_direct`]).
-pub trait DirectWrite: Send + Sync {
+/// that owns the connection ([`Outbox::set_direct`]). `Any`, so that a front-end that
+/// writes many claimed outboxes at once ([`PendingWakes::flush_together`]) can recognise
+/// its own sinks.
+pub trait DirectWrite: Any + Send + Sync {
     /// Takes batches from `claim` and writes them until the queue is empty or the socket
     /// would block; whatever was taken and not written goes back with
     /// [`WriteClaim::requeue_front`]. Must not block or await.
@@ -309,6 +312,54 @@ impl PendingWakes {
         for outbox in self.outboxes.drain(..) {
             outbox.flush();
         }
+    }
+
+    /// Remembers `outbox` ahead of the others (a reply that should go out before the
+    /// deliveries of the same batch).
+    pub fn push_front(&mut self, outbox: &Arc<Outbox>) {
+        self.outboxes.insert(0, Arc::clone(outbox));
+    }
+
+    /// Like [`PendingWakes::flush`], but every remembered outbox that may be written
+    /// directly is claimed first and all of them are handed to `write` at once, in the
+    /// order they were queued to, so that the front-end can send them in one system
+    /// call; the others (claimed by their writer task, closing, or without a sink) get
+    /// a wake-up. The claims are dropped when `write` returns, which wakes the writer
+    /// task of every outbox that still has something queued.
+    pub fn flush_together(&mut self, write: impl FnOnce(&[DirectClaim<'_>])) {
+        let mut outboxes = std::mem::take(&mut self.outboxes);
+        {
+            let mut claims = Vec::with_capacity(outboxes.len());
+            for outbox in &outboxes {
+                match outbox.try_claim_direct() {
+                    Some((claim, sink)) => claims.push(DirectClaim { claim, sink }),
+                    None => outbox.output_ready.notify_one(),
+                }
+            }
+            if !claims.is_empty() {
+                write(&claims);
+            }
+        }
+        outboxes.clear();
+        // The allocation serves the next batch.
+        self.outboxes = outboxes;
+    }
+}
+
+/// An outbox claimed for a direct write, with the sink to write it through
+/// ([`PendingWakes::flush_together`]).
+pub struct DirectClaim<'a> {
+    /// The write claim on the outbox.
+    pub claim: WriteClaim<'a>,
+    /// The sink the front-end installed on it.
+    pub sink: Arc<dyn DirectWrite>,
+}
+
+impl fmt::Debug for DirectClaim<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DirectClaim")
+            .field("claim", &self.claim)
+            .finish()
     }
 }
 
@@ -1036,6 +1087,42 @@ mod tests {
             })
             .collect();
         assert_eq!(rest, vec![b"2".as_slice(), b"3", b"4"]);
+    }
+
+    #[tokio::test]
+    async fn flush_together_claims_the_idle_outboxes_in_order_and_wakes_the_rest() {
+        let (first, first_sink) = with_sink();
+        let (busy, busy_sink) = with_sink();
+        let (last, last_sink) = with_sink();
+        let mut pending = PendingWakes::default();
+        for outbox in [&first, &busy, &last] {
+            assert_eq!(
+                outbox.deliver_deferred(delivery(b"1")),
+                Appended::NeedsFlush
+            );
+            pending.push(outbox);
+        }
+        let busy_claim = busy.try_claim().expect("idle outbox");
+        let mut seen = Vec::new();
+        pending.flush_together(|claims| {
+            for claimed in claims {
+                seen.push(claimed.claim.outbox().id());
+                // Still claimed while `write` runs: nobody else may write.
+                assert!(claimed.claim.outbox().try_claim().is_none());
+                claimed.sink.write_now(&claimed.claim);
+            }
+        });
+        assert_eq!(seen, vec![first.id(), last.id()]);
+        assert!(pending.is_empty());
+        assert_eq!(first_sink.written.lock().len(), 1);
+        assert_eq!(last_sink.written.lock().len(), 1);
+        assert!(busy_sink.written.lock().is_empty());
+        // Released after `write`, and the claimed one's writer was woken.
+        assert!(first.try_claim().is_some() && last.try_claim().is_some());
+        let woken = tokio::time::timeout(Duration::from_secs(5), busy.output_ready());
+        woken.await.expect("busy writer not woken");
+        drop(busy_claim);
+        assert_eq!(drain(&busy).len(), 1);
     }
 
     #[test]

@@ -104,7 +104,7 @@ async fn read_loop(
     session: &mut Session,
     mut reader: tokio::net::tcp::OwnedReadHalf,
     shared: &Shared,
-    outbox: &Outbox,
+    outbox: &Arc<Outbox>,
 ) -> ReadEnd {
     let mut buffer = BytesMut::new();
     let mut parser = RequestParser::default();
@@ -170,10 +170,17 @@ async fn read_loop(
         // client itself was held and follows its reply.
         let own = outbox.push_frame_deferred(replies.freeze());
         outbox.release_held(false);
+        let wake_writers =
+            executed > 1 || session.pending_wakes.len() > DIRECT_FLUSH_MAX_SUBSCRIBERS;
         if own == Appended::NeedsFlush {
-            outbox.flush();
+            if !wake_writers && !session.pending_wakes.is_empty() && writer::batched_flush() {
+                // The reply joins the deliveries' submission, first in it.
+                session.pending_wakes.push_front(outbox);
+            } else {
+                outbox.flush();
+            }
         }
-        if executed > 1 || session.pending_wakes.len() > DIRECT_FLUSH_MAX_SUBSCRIBERS {
+        if wake_writers {
             // A pipelined batch means load, and a large fan-out keeps this client's next
             // request waiting behind every write: the writer tasks run after the other
             // ready connections, so later publishes join the same queues and each
@@ -183,7 +190,7 @@ async fn read_loop(
             session.pending_wakes.wake_writers();
         } else {
             // A single request to a few subscribers: write them now, no wake-ups.
-            session.pending_wakes.flush();
+            writer::flush_pending(&mut session.pending_wakes);
         }
         if let Some(end) = end {
             return end;

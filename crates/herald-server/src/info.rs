@@ -214,6 +214,11 @@ fn fields(shared: &Shared, section: &str) -> Vec<(&'static str, String)> {
                     "herald_protocol_errors",
                     get(&stats.protocol_errors).to_string(),
                 ),
+                (
+                    "herald_io_uring_submissions",
+                    get(&stats.uring_submissions).to_string(),
+                ),
+                ("herald_io_uring_sends", get(&stats.uring_sends).to_string()),
             ]
         }
         "replication" => vec![

@@ -29,6 +29,11 @@ pub struct ServerStats {
     pub protocol_errors: AtomicU64,
     /// Messages written to subscribers (one per delivery, as PUBLISH counts receivers).
     pub deliveries_written: AtomicU64,
+    /// io_uring submissions of direct writes (one `io_uring_enter` each; feature
+    /// `io-uring`, else always 0).
+    pub uring_submissions: AtomicU64,
+    /// Socket sends made through those submissions.
+    pub uring_sends: AtomicU64,
     /// Calls per command, for metrics.
     pub commands: CommandCounts,
 }

@@ -14,7 +14,9 @@
 //! made this client's queue non-empty writes it at once with non-blocking
 //! `try_write_vectored` (no wake-up of the writer task, no scheduler hop). Whatever the
 //! socket does not take goes back to the head of the queue and the writer task, woken by
-//! the claim's release, waits for the socket as before.
+//! the claim's release, waits for the socket as before. With the `io-uring` feature,
+//! [`flush_pending`] sends a whole batch of such direct writes in one system call
+//! (module `uring`).
 
 use std::collections::VecDeque;
 use std::io::IoSlice;
@@ -24,7 +26,7 @@ use std::sync::Arc;
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use herald_engine::{
     CloseReason, Delivery, DeliveryKind, DirectWrite, Message, Outbox, OutboxBatch, Outgoing,
-    WireFormat, WriteClaim,
+    PendingWakes, WireFormat, WriteClaim,
 };
 use herald_proto::reply::put_bulk;
 use herald_proto::Protocol;
@@ -33,6 +35,9 @@ use tokio::net::tcp::OwnedWriteHalf;
 
 use crate::server::Shared;
 use crate::stats::ServerStats;
+
+#[cfg(feature = "io-uring")]
+pub mod uring;
 
 /// Payloads at least this long are referenced, not copied, when written.
 pub const SHARED_PAYLOAD_MIN_BYTES: usize = 1024;
@@ -135,6 +140,32 @@ impl WriteBatch {
 pub fn direct_writes_enabled() -> bool {
     static ENABLED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
     *ENABLED.get_or_init(|| std::env::var_os("HERALD_DIRECT_WRITES").is_none_or(|v| v != "0"))
+}
+
+/// Whether [`flush_pending`] sends all its direct writes in one submission (feature
+/// `io-uring`, not switched off by `HERALD_IO_URING=0`; the ring itself may still turn
+/// out to be unavailable, and then each is one `writev`).
+pub fn batched_flush() -> bool {
+    #[cfg(feature = "io-uring")]
+    {
+        uring::enabled()
+    }
+    #[cfg(not(feature = "io-uring"))]
+    {
+        false
+    }
+}
+
+/// Flushes every outbox in `pending`: the idle ones are written directly, in one
+/// io_uring submission when [`batched_flush`], else one `writev` each; the busy ones'
+/// writer tasks are woken.
+pub fn flush_pending(pending: &mut PendingWakes) {
+    #[cfg(feature = "io-uring")]
+    if uring::enabled() {
+        pending.flush_together(uring::write_claims);
+        return;
+    }
+    pending.flush();
 }
 
 /// Drops written bytes from the front of `chunks`.
