@@ -322,6 +322,51 @@ async fn wait_rewrite_done(conn: &mut MultiplexedConnection) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn always_clients_writing_at_once_share_fsyncs() {
+    let dir = temp_dir("group-commit");
+    let server = TestServer::with_config(aof_config(&dir, "always")).await;
+    let mut conn = server.connection(false).await;
+    let before: u64 = info_field(&mut conn, "herald_aof_fsyncs")
+        .await
+        .parse()
+        .unwrap();
+    let (clients, writes) = (20u64, 20u64);
+    let writers: Vec<_> = (0..clients)
+        .map(|client| {
+            let url = server.url();
+            tokio::spawn(async move {
+                let redis = redis::Client::open(url).unwrap();
+                let mut conn = redis.get_multiplexed_async_connection().await.unwrap();
+                for n in 0..writes {
+                    run(&mut conn, &["SET", &format!("k{client}"), &n.to_string()])
+                        .await
+                        .unwrap();
+                }
+            })
+        })
+        .collect();
+    for writer in writers {
+        tokio::time::timeout(Duration::from_secs(60), writer)
+            .await
+            .expect("writers hung")
+            .unwrap();
+    }
+    let fsyncs = info_field(&mut conn, "herald_aof_fsyncs")
+        .await
+        .parse::<u64>()
+        .unwrap()
+        - before;
+    assert!(fsyncs >= 1, "acknowledged writes without an fsync");
+    assert!(
+        fsyncs < clients * writes,
+        "{fsyncs} fsyncs for {} acknowledged writes: no group commit",
+        clients * writes
+    );
+    drop(conn);
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rewrite_under_load_loses_nothing() {
     let dir = temp_dir("rewrite-load");
     let server = TestServer::with_config(aof_config(&dir, "always")).await;

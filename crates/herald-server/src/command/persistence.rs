@@ -184,6 +184,7 @@ pub fn info_fields(shared: &Shared) -> Vec<(&'static str, String)> {
             ("aof_base_size", status.base_size.to_string()),
             ("aof_buffer_length", status.buffered.to_string()),
             ("herald_aof_fsync", live.writer().policy().to_string()),
+            ("herald_aof_fsyncs", status.fsyncs.to_string()),
         ]);
     }
     fields

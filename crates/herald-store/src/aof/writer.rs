@@ -119,6 +119,8 @@ pub struct WriteStatus {
     pub last_error: Option<String>,
     /// A rewrite is collecting appends.
     pub rewriting: bool,
+    /// Successful fsyncs since the file was opened.
+    pub fsyncs: u64,
 }
 
 #[derive(Debug)]
@@ -132,6 +134,7 @@ struct State {
     switch: Option<(PathBuf, mpsc::Sender<io::Result<()>>)>,
     current_size: u64,
     base_size: u64,
+    fsyncs: u64,
     shutdown: bool,
 }
 
@@ -181,6 +184,7 @@ impl AofWriter {
                 switch: None,
                 current_size: size,
                 base_size: size,
+                fsyncs: 0,
                 shutdown: false,
             }),
             failing: AtomicBool::new(false),
@@ -291,6 +295,7 @@ impl AofWriter {
             buffered: state.pending.len() as u64,
             last_error: state.last_error.clone(),
             rewriting: state.rewrite.is_some(),
+            fsyncs: state.fsyncs,
         }
     }
 
@@ -503,6 +508,7 @@ impl WriterThread {
         match self.file.sync_data() {
             Ok(()) => {
                 self.last_sync = Instant::now();
+                self.shared.state.lock().fsyncs += 1;
                 self.synced_size = self.size;
                 self.unsynced.clear();
                 self.synced_sequence = self.written_sequence;

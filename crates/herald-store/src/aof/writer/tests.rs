@@ -88,6 +88,58 @@ async fn concurrent_appends_keep_their_order_and_share_fsyncs() {
     }
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn always_replies_from_both_workers_share_fsyncs() {
+    let dir = temp_dir("shared-fsyncs");
+    let path = dir.join("appendonly.aof");
+    let writer = Arc::new(AofWriter::open(&path, FsyncPolicy::Always).unwrap());
+    let (tasks, rounds) = (16, 30);
+    let mut handles = Vec::new();
+    for task in 0..tasks {
+        let writer = Arc::clone(&writer);
+        handles.push(tokio::spawn(async move {
+            for n in 0..rounds {
+                let sequence = append(&writer, &["RPUSH", &format!("l{task}"), &n.to_string()]);
+                writer.durable(sequence).await;
+            }
+        }));
+    }
+    for handle in handles {
+        tokio::time::timeout(Duration::from_secs(30), handle)
+            .await
+            .expect("a reply waited forever")
+            .unwrap();
+    }
+    let commands = commands_in(&path);
+    assert_eq!(commands.len(), tasks * rounds);
+    let fsyncs = writer.status().fsyncs;
+    assert!(
+        fsyncs <= (tasks * rounds / 2) as u64,
+        "{fsyncs} fsyncs for {} replies: no group commit",
+        tasks * rounds
+    );
+}
+
+#[test]
+fn a_lone_always_writer_gets_one_fsync_per_write() {
+    let dir = temp_dir("lone");
+    let path = dir.join("appendonly.aof");
+    let writer = AofWriter::open(&path, FsyncPolicy::Always).unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    for n in 0..20 {
+        let sequence = append(&writer, &["SET", "k", &n.to_string()]);
+        runtime.block_on(writer.durable(sequence));
+        assert_eq!(
+            writer.status().fsyncs,
+            n + 1,
+            "write {n} was not synced on its own"
+        );
+    }
+}
+
 #[test]
 fn shutdown_flushes_what_is_buffered() {
     let dir = temp_dir("shutdown");
