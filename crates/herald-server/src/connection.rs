@@ -14,7 +14,9 @@
 //! `client-query-buffer-limit`.
 
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::Duration;
 
 use bytes::BytesMut;
@@ -243,14 +245,26 @@ async fn read_more(
             READ_BUFFER_BYTES / 4
         };
         buffer.reserve(wanted.max(least));
-        match reader.try_read_buf(buffer) {
-            Ok(0) => return Err(ReadEnd::PeerClosed),
-            Ok(n) => {
+        // One poll of the socket's `poll_read` rather than `try_read`: after a read that
+        // did not fill the buffer, tokio knows the socket is drained and answers
+        // `Pending` with no system call, so a request costs one `recv`, not a `recv`
+        // and then an `EAGAIN` one.
+        let read = std::future::poll_fn(|cx| {
+            Poll::Ready(tokio_util::io::poll_read_buf(
+                Pin::new(&mut *reader),
+                cx,
+                buffer,
+            ))
+        })
+        .await;
+        match read {
+            Poll::Ready(Ok(0)) => return Err(ReadEnd::PeerClosed),
+            Poll::Ready(Ok(n)) => {
                 ServerStats::add(&shared.stats.net_input_bytes, n as u64);
                 return Ok(());
             }
-            Err(err) if err.kind() == std::io::ErrorKind::WouldBlock => {}
-            Err(err) => return Err(ReadEnd::ReadError(err)),
+            Poll::Ready(Err(err)) => return Err(ReadEnd::ReadError(err)),
+            Poll::Pending => {}
         }
         if buffer.is_empty() {
             *buffer = BytesMut::new();
