@@ -83,7 +83,7 @@ pub fn encode_publish(out: &mut Vec<u8>, channel: &[u8], payload: &[u8]) {
 /// A histogram per subscriber was 256 KB of counters at this range and precision; for
 /// 10 000 connections that was 2.5 GB of memory zeroed and faulted in while the run was
 /// timed, which made the load generator, not the server, set the `connections` rate.
-/// Subscribers batch their samples ([`LATENCY_BATCH`]) so the lock is rarely taken; it
+/// Subscribers batch their samples (256 at a time) so the lock is rarely taken; it
 /// is a `std` mutex because nothing awaits while holding it.
 #[derive(Debug, Clone)]
 pub struct Latencies(Arc<Mutex<Histogram<u64>>>);
