@@ -7,9 +7,8 @@
 //! precedes the messages it caused for this same client. Once a batch is done, the
 //! reader writes its reply, and the deliveries of a single PUBLISH to a few subscribers,
 //! straight to the sockets whose writer tasks are idle ([`crate::writer::DirectSink`]);
-//! a single PUBLISH to many subscribers is written the same way by flusher tasks, one
-//! per runtime worker, while the reader goes on; pipelined batches wake the writer tasks
-//! instead, once per subscriber per batch. It stops reading while the client's unread output exceeds
+//! pipelined batches and large fan-outs wake the writer tasks instead, once per
+//! subscriber per batch. It stops reading while the client's unread output exceeds
 //! [`READ_PAUSE_OUTPUT_BYTES`] (TCP backpressure for clients that send without
 //! reading), and closes clients whose unparsed input exceeds
 //! `client-query-buffer-limit`.
@@ -19,7 +18,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::BytesMut;
-use herald_engine::{Appended, CloseReason, Outbox, PendingWakes};
+use herald_engine::{Appended, CloseReason, Outbox};
 use herald_proto::{ReplyWriter, RequestParser};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -43,10 +42,6 @@ pub const READ_PAUSE_OUTPUT_BYTES: usize = 4 * 1024 * 1024;
 /// tasks. At about 5 µs per write that wakes a reader on the test VM, 64 writes delay
 /// the publisher's next request by about 0.3 ms.
 const DIRECT_FLUSH_MAX_SUBSCRIBERS: usize = 64;
-/// Outboxes a fan-out flusher writes between two yields, so that requests which arrive
-/// meanwhile (the next PUBLISH) are read, and their deliveries join the queues not yet
-/// written: each of those subscribers then gets one write for several messages.
-const FLUSH_SLICE_OUTBOXES: usize = 256;
 /// How long a closing connection may take to flush its last replies.
 const CLOSE_FLUSH_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -178,17 +173,14 @@ async fn read_loop(
         if own == Appended::NeedsFlush {
             outbox.flush();
         }
-        if executed > 1 {
-            // A pipelined batch means load: the writer tasks run after the other ready
-            // connections, so later publishes join the same queues and each subscriber
-            // gets one write for several messages. (Writing here instead cut the
-            // deliveries per write from 26 to 15-19 with 2 publishers -> 20.)
+        if executed > 1 || session.pending_wakes.len() > DIRECT_FLUSH_MAX_SUBSCRIBERS {
+            // A pipelined batch means load, and a large fan-out keeps this client's next
+            // request waiting behind every write: the writer tasks run after the other
+            // ready connections, so later publishes join the same queues and each
+            // subscriber gets one write for several messages. (Writing here instead cut
+            // the deliveries per write from 26 to 15-19 with 2 publishers -> 20, and
+            // from 5 to 1 with one PUBLISH at a time to 10 000.)
             session.pending_wakes.wake_writers();
-        } else if session.pending_wakes.len() > DIRECT_FLUSH_MAX_SUBSCRIBERS {
-            // A single request to many subscribers: written directly too, but by flusher
-            // tasks, one per runtime worker, so this client's next request does not wait
-            // behind every write and the writes share both cores.
-            flush_in_background(&mut session.pending_wakes);
         } else {
             // A single request to a few subscribers: write them now, no wake-ups.
             session.pending_wakes.flush();
@@ -223,23 +215,6 @@ async fn read_loop(
         if let Err(end) = read_more(&mut reader, &mut buffer, &parser, shared, outbox).await {
             return end;
         }
-    }
-}
-
-/// Hands a large fan-out's outboxes to flusher tasks, one per runtime worker: each
-/// writes its share directly ([`herald_engine::Outbox::flush`], which wakes the writer
-/// task of a busy outbox instead), a slice at a time. Compared with waking every
-/// subscriber's writer task, a delivery costs no task wake-up and no scheduling, and
-/// the work is spread over the workers in a few tasks rather than thousands.
-fn flush_in_background(pending: &mut PendingWakes) {
-    let workers = tokio::runtime::Handle::current().metrics().num_workers();
-    for mut part in pending.split(workers) {
-        tokio::spawn(async move {
-            while !part.is_empty() {
-                part.flush_some(FLUSH_SLICE_OUTBOXES);
-                tokio::task::yield_now().await;
-            }
-        });
     }
 }
 

@@ -147,31 +147,6 @@ impl PendingWakes {
             outbox.flush();
         }
     }
-
-    /// Flushes the first `max` remembered outboxes (all when fewer) and keeps the rest
-    /// for later, in order: a task flushing a large fan-out in slices can let other
-    /// work run between them.
-    pub fn flush_some(&mut self, max: usize) {
-        let end = max.min(self.outboxes.len());
-        for outbox in self.outboxes.drain(..end) {
-            outbox.flush();
-        }
-    }
-
-    /// Moves the remembered outboxes into at most `parts` lists of nearly equal length
-    /// (none empty), each keeping its outboxes' order, so that several tasks can flush
-    /// one large fan-out side by side. Leaves this list empty.
-    pub fn split(&mut self, parts: usize) -> Vec<PendingWakes> {
-        let parts = parts.clamp(1, self.outboxes.len().max(1));
-        let size = self.outboxes.len().div_ceil(parts);
-        let mut lists = Vec::with_capacity(parts);
-        while !self.outboxes.is_empty() {
-            let rest = self.outboxes.split_off(size.min(self.outboxes.len()));
-            let outboxes = std::mem::replace(&mut self.outboxes, rest);
-            lists.push(PendingWakes { outboxes });
-        }
-        lists
-    }
 }
 
 impl Drop for PendingWakes {
@@ -299,49 +274,6 @@ mod tests {
         assert_eq!(drain(&outbox).len(), 3);
         outbox.close_after_flush();
         assert_eq!(outbox.deliver_deferred(delivery(b"4")), Appended::Refused);
-    }
-
-    #[test]
-    fn a_list_splits_into_ordered_parts_that_flush_in_slices() {
-        let sinks: Vec<_> = (0..7)
-            .map(|i| {
-                let outbox = Arc::new(Outbox::new(ClientId(i), Arc::default()));
-                let sink = Arc::new(RecordingSink::default());
-                outbox.set_direct(Some(Arc::clone(&sink) as Arc<dyn DirectWrite>));
-                (outbox, sink)
-            })
-            .collect();
-        let mut pending = PendingWakes::default();
-        for (outbox, _) in &sinks {
-            assert_eq!(
-                outbox.deliver_deferred(delivery(b"m")),
-                Appended::NeedsFlush
-            );
-            pending.push(outbox);
-        }
-        let mut parts = pending.split(3);
-        assert!(pending.is_empty());
-        let ids = |list: &PendingWakes| list.outboxes_for_test();
-        let all: Vec<ClientId> = parts.iter().flat_map(ids).collect();
-        let pushed: Vec<ClientId> = sinks.iter().map(|(outbox, _)| outbox.id()).collect();
-        assert_eq!(all, pushed, "every outbox once, in order");
-        assert_eq!(
-            parts.iter().map(PendingWakes::len).collect::<Vec<_>>(),
-            [3, 3, 1]
-        );
-        assert_eq!(PendingWakes::default().split(4).len(), 0);
-
-        let first = &mut parts[0];
-        first.flush_some(2);
-        assert_eq!(first.len(), 1);
-        let written = |i: usize| sinks[i].1.written.lock().len();
-        assert_eq!((written(0), written(1), written(2)), (1, 1, 0));
-        first.flush_some(usize::MAX);
-        assert!(first.is_empty());
-        assert_eq!(written(2), 1);
-        // The rest flush when dropped: nothing remembered is ever stranded.
-        drop(parts);
-        assert!((0..7).all(|i| written(i) == 1));
     }
 
     #[test]
