@@ -5,7 +5,7 @@ use comfy_table::{presets::UTF8_FULL_CONDENSED, Cell, CellAlignment, Table};
 use hdrhistogram::Histogram;
 use serde::Serialize;
 
-use crate::scenario::{new_histogram, PubStats, SubStats};
+use crate::scenario::{Latencies, PubStats, SubStats};
 use crate::BenchError;
 
 /// Latency percentiles in microseconds (end to end: send time in the payload to receipt).
@@ -97,19 +97,17 @@ pub struct BenchResult {
 }
 
 impl BenchResult {
-    /// Builds a result from every connection's statistics; `start_ns` is when publishing began.
+    /// Builds a result from every connection's statistics and the subscribers' shared
+    /// `latencies`; `start_ns` is when publishing began.
     pub fn assemble(
         meta: RunMeta,
         start_ns: u64,
         expected_deliveries: u64,
         pubs: &[PubStats],
         subs: &[SubStats],
+        latencies: &Latencies,
     ) -> Result<BenchResult, BenchError> {
-        let mut hist = new_histogram()?;
-        for s in subs {
-            hist.add(&s.hist)
-                .map_err(|e| BenchError::Internal(e.to_string()))?;
-        }
+        let hist = latencies.snapshot();
         let published: u64 = pubs.iter().map(|p| p.published).sum();
         let deliveries: u64 = subs.iter().map(|s| s.received).sum();
         let publish_end = pubs.iter().map(|p| p.last_ns).max().unwrap_or(start_ns);

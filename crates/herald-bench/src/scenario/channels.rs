@@ -169,6 +169,7 @@ pub async fn run(
         expected.iter().sum(),
         &driven.publishers,
         &driven.subscribers,
+        &driven.latencies,
     )
 }
 

@@ -122,6 +122,7 @@ pub async fn run(
         args.messages * n as u64,
         &driven.publishers,
         &driven.subscribers,
+        &driven.latencies,
     )?;
     if let (Some(before), Some(after)) = (before, after) {
         result.rss_bytes_per_connection = Some((after as f64 - before as f64) / n.max(1) as f64);

@@ -93,6 +93,7 @@ pub async fn run(
         expected_each * subs_n as u64,
         &driven.publishers,
         &driven.subscribers,
+        &driven.latencies,
     )?;
     if still != subs_n as i64 {
         // A subscriber was dropped during the run (e.g. as a slow consumer).

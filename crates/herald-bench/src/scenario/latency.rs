@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use clap::Args;
 
-use super::{consume, encode_publish, now_ns, run_tag, write_payload};
+use super::{consume, encode_publish, now_ns, run_tag, write_payload, Latencies};
 use super::{PubStats, HEADER_BYTES};
 use crate::report::{BenchResult, RunMeta};
 use crate::resp::{parse, Reply};
@@ -77,11 +77,15 @@ pub async fn run(
     let interval_ns = 1e9 * f64::from(args.publishers) / args.rate;
     // Subscribers may legitimately wait a whole interval between messages.
     let idle = timeout + Duration::from_nanos(interval_ns as u64);
+    let latencies = Latencies::new()?;
     crate::cpu::begin();
     let start = now_ns() + 20_000_000;
     let sub_tasks: Vec<_> = subs
         .into_iter()
-        .map(|conn| tokio::spawn(consume(conn, publishers, n * publishers as u64, idle)))
+        .map(|conn| {
+            let want = n * publishers as u64;
+            tokio::spawn(consume(conn, publishers, want, idle, latencies.clone()))
+        })
         .collect();
     let mut pub_tasks = Vec::new();
     for id in 0..args.publishers {
@@ -112,7 +116,7 @@ pub async fn run(
         target_rate: Some(args.rate),
     };
     let expected = n * publishers as u64 * subs_n as u64;
-    BenchResult::assemble(meta, start, expected, &pub_done, &sub_stats)
+    BenchResult::assemble(meta, start, expected, &pub_done, &sub_stats, &latencies)
 }
 
 /// One open-loop publisher.

@@ -13,7 +13,7 @@ pub mod patterns;
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
@@ -33,6 +33,9 @@ const SUBSCRIBE_WINDOW: usize = 10_000;
 const CONNECT_CONCURRENCY: usize = 256;
 /// Highest latency the histograms hold: one hour, in nanoseconds.
 const HIST_MAX_NS: u64 = 3_600_000_000_000;
+/// Latencies a subscriber collects before adding them to the run's histogram: one lock
+/// per this many deliveries, and at most this many `u64`s held per connection.
+const LATENCY_BATCH: usize = 256;
 
 /// Nanoseconds since the first call in this process (a monotonic clock).
 pub fn now_ns() -> u64 {
@@ -75,6 +78,43 @@ pub fn encode_publish(out: &mut Vec<u8>, channel: &[u8], payload: &[u8]) {
     crate::resp::encode(out, &[b"PUBLISH", channel, payload]);
 }
 
+/// End-to-end latencies of one run, one histogram shared by all its subscribers.
+///
+/// A histogram per subscriber was 256 KB of counters at this range and precision; for
+/// 10 000 connections that was 2.5 GB of memory zeroed and faulted in while the run was
+/// timed, which made the load generator, not the server, set the `connections` rate.
+/// Subscribers batch their samples (256 at a time) so the lock is rarely taken; it
+/// is a `std` mutex because nothing awaits while holding it.
+#[derive(Debug, Clone)]
+pub struct Latencies(Arc<Mutex<Histogram<u64>>>);
+
+impl Latencies {
+    /// An empty set of latencies.
+    pub fn new() -> Result<Latencies, BenchError> {
+        Ok(Latencies(Arc::new(Mutex::new(new_histogram()?))))
+    }
+
+    fn histogram(&self) -> MutexGuard<'_, Histogram<u64>> {
+        // Recording is a plain counter update: a panic elsewhere cannot leave it torn.
+        self.0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Moves `samples` (nanoseconds) into the histogram.
+    fn add(&self, samples: &mut Vec<u64>) {
+        let mut hist = self.histogram();
+        for ns in samples.drain(..) {
+            hist.saturating_record(ns);
+        }
+    }
+
+    /// A copy of everything recorded so far.
+    pub fn snapshot(&self) -> Histogram<u64> {
+        self.histogram().clone()
+    }
+}
+
 /// What one subscriber connection saw.
 #[derive(Debug)]
 pub struct SubStats {
@@ -86,23 +126,33 @@ pub struct SubStats {
     pub foreign: u64,
     /// When the last message arrived ([`now_ns`]).
     pub last_ns: u64,
-    /// End-to-end latency, nanoseconds.
-    pub hist: Histogram<u64>,
+    /// The run's latencies, which [`SubStats::flush`] adds `pending` to.
+    latencies: Latencies,
+    /// End-to-end latencies (ns) not yet in `latencies`.
+    pending: Vec<u64>,
     /// Highest sequence number seen per publisher.
     last_seq: Vec<Option<u64>>,
 }
 
 impl SubStats {
-    /// Empty statistics for a run with `publishers` publishers.
-    pub fn new(publishers: usize) -> Result<SubStats, BenchError> {
-        Ok(SubStats {
+    /// Empty statistics for a run with `publishers` publishers, recording into `latencies`.
+    pub fn new(publishers: usize, latencies: &Latencies) -> SubStats {
+        SubStats {
             received: 0,
             reordered: 0,
             foreign: 0,
             last_ns: 0,
-            hist: new_histogram()?,
+            latencies: latencies.clone(),
+            pending: Vec::new(),
             last_seq: vec![None; publishers],
-        })
+        }
+    }
+
+    /// Adds the latencies collected so far to the run's histogram.
+    pub fn flush(&mut self) {
+        if !self.pending.is_empty() {
+            self.latencies.add(&mut self.pending);
+        }
     }
 
     /// Checks one push of kind `kind` carrying `payload`, received at `now` ns.
@@ -125,7 +175,10 @@ impl SubStats {
             Some(prev) if seq <= prev => self.reordered += 1,
             _ => *last = Some(seq),
         }
-        self.hist.saturating_record(now.saturating_sub(sent).max(1));
+        self.pending.push(now.saturating_sub(sent).max(1));
+        if self.pending.len() >= LATENCY_BATCH {
+            self.flush();
+        }
     }
 }
 
@@ -332,14 +385,15 @@ pub async fn numpat(conn: &mut Conn, timeout: Duration) -> Result<i64, BenchErro
 }
 
 /// Reads messages until `expected` have arrived or none came for `idle`, checking each
-/// payload: per-publisher order, and latency from its send time.
+/// payload: per-publisher order, and latency from its send time (into `latencies`).
 pub async fn consume(
     mut conn: Conn,
     publishers: usize,
     expected: u64,
     idle: Duration,
+    latencies: Latencies,
 ) -> Result<(SubStats, Conn), BenchError> {
-    let mut stats = SubStats::new(publishers)?;
+    let mut stats = SubStats::new(publishers, &latencies);
     while stats.received < expected {
         let Some(push) = conn.next_push(idle).await? else {
             break;
@@ -350,6 +404,7 @@ pub async fn consume(
             PushTail::Int(_) => stats.foreign += 1,
         }
     }
+    stats.flush();
     Ok((stats, conn))
 }
 
@@ -372,6 +427,8 @@ pub struct Driven {
     pub publishers: Vec<PubStats>,
     /// Each subscriber's statistics.
     pub subscribers: Vec<SubStats>,
+    /// Every subscriber's latencies.
+    pub latencies: Latencies,
     /// The subscriber connections, still open so the caller can check the server's
     /// counts before they go.
     pub connections: Vec<Conn>,
@@ -390,12 +447,15 @@ pub async fn drive(
     progress: Arc<AtomicU64>,
 ) -> Result<Driven, BenchError> {
     let publishers = pubs.len();
+    let latencies = Latencies::new()?;
     crate::cpu::begin();
     let start = now_ns();
     let sub_tasks: Vec<_> = subs
         .into_iter()
         .zip(expected.iter().copied())
-        .map(|(conn, want)| tokio::spawn(consume(conn, publishers, want, timeout)))
+        .map(|(conn, want)| {
+            tokio::spawn(consume(conn, publishers, want, timeout, latencies.clone()))
+        })
         .collect();
     let pub_tasks: Vec<_> = pubs
         .into_iter()
@@ -420,6 +480,7 @@ pub async fn drive(
         start,
         publishers: pub_done.into_iter().map(|(stats, _)| stats).collect(),
         subscribers,
+        latencies,
         connections,
     })
 }
@@ -506,7 +567,8 @@ mod tests {
 
     #[test]
     fn checker_counts_reorders_per_publisher_and_foreign_messages() {
-        let mut s = SubStats::new(2).unwrap();
+        let latencies = Latencies::new().unwrap();
+        let mut s = SubStats::new(2, &latencies);
         for (publisher, seq) in [(0, 0), (1, 0), (0, 1), (1, 2), (1, 1), (0, 1), (0, 5)] {
             s.record(b"message", &payload(publisher, seq, 10), 1_010);
         }
@@ -520,6 +582,9 @@ mod tests {
         s.record(b"subscribe", &payload(0, 6, 0), 5);
         assert_eq!(s.foreign, 3);
         assert_eq!(s.received, 7);
-        assert_eq!(s.hist.max(), 1_000);
+        assert!(latencies.snapshot().is_empty(), "held until flushed");
+        s.flush();
+        let hist = latencies.snapshot();
+        assert_eq!((hist.len(), hist.max()), (7, 1_000));
     }
 }
