@@ -145,8 +145,20 @@ async fn start_cluster() -> Cluster {
                 .query_async(&mut node(port).await)
                 .await
                 .unwrap();
+            // Converged is not enough: a PUBLISH reaches the other nodes over the
+            // cluster bus links, and one still being set up drops the message.
+            let nodes: String = redis::cmd("CLUSTER")
+                .arg("NODES")
+                .query_async(&mut node(port).await)
+                .await
+                .unwrap();
+            let linked = nodes
+                .lines()
+                .filter(|line| !line.contains("myself"))
+                .all(|line| line.split(' ').nth(7) == Some("connected"));
             if !info.contains("cluster_state:ok")
                 || !info.contains(&format!("cluster_known_nodes:{NODES}"))
+                || !linked
             {
                 all_ok = false;
             }
