@@ -446,12 +446,16 @@ impl Session {
         if spec.flags & command::flag::WRITE == 0 {
             return handler(self, out, args);
         }
+        // The keyspace lock first, then the file: CONFIG SET appendonly yes installs the
+        // file and then snapshots the keyspace under this lock, so a write either sees
+        // no file and lands before the snapshot (which holds it), or sees the file and
+        // is logged. Read the other way round, a write could see no file, then run
+        // after the snapshot, and be in neither.
+        let _held = self.shared.store.hold();
         let guard = self.shared.persistence_now();
         let Some(persistence) = guard.as_ref() else {
-            drop(guard);
             return handler(self, out, args);
         };
-        let _held = self.shared.store.hold();
         self.run_logged(persistence, handler, out, args)
     }
 

@@ -554,6 +554,69 @@ async fn a_failing_disk_turns_writes_into_misconf() {
     server.stop().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_racing_config_set_appendonly_yes_are_all_kept() {
+    let dir = temp_dir("config-set-race");
+    let config = ServerConfig {
+        dir: dir.clone(),
+        ..ServerConfig::default()
+    };
+    let server = TestServer::with_config(config).await;
+    let mut conn = server.connection(false).await;
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writers: Vec<_> = (0..4)
+        .map(|task| {
+            let url = server.url();
+            let stop = Arc::clone(&stop);
+            tokio::spawn(async move {
+                let client = redis::Client::open(url).unwrap();
+                let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+                let mut acknowledged = 0u64;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    run(
+                        &mut conn,
+                        &["RPUSH", &format!("race{task}"), &acknowledged.to_string()],
+                    )
+                    .await
+                    .unwrap();
+                    acknowledged += 1;
+                }
+                acknowledged
+            })
+        })
+        .collect();
+    // Each `yes` replaces the file with a snapshot taken while the writers write.
+    for _ in 0..5 {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        run(&mut conn, &["CONFIG", "SET", "appendonly", "yes"])
+            .await
+            .unwrap();
+        wait_rewrite_done(&mut conn).await;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        run(&mut conn, &["CONFIG", "SET", "appendonly", "no"])
+            .await
+            .unwrap();
+    }
+    run(&mut conn, &["CONFIG", "SET", "appendonly", "yes"])
+        .await
+        .unwrap();
+    wait_rewrite_done(&mut conn).await;
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let mut acknowledged = Vec::new();
+    for writer in writers {
+        acknowledged.push(writer.await.unwrap());
+    }
+    let before = dump(&mut conn).await;
+    drop(conn);
+    server.stop().await;
+    for (task, count) in acknowledged.iter().enumerate() {
+        assert!(*count > 0, "writer {task} wrote nothing");
+    }
+    assert_restarts_as(aof_config(&dir, "everysec"), &before, "after restart").await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 #[tokio::test]
 async fn config_set_appendonly_writes_the_current_keyspace() {
     let dir = temp_dir("config-set");
