@@ -6,6 +6,8 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::LazyLock;
 
+use foldhash::fast::FixedState;
+
 use crate::command::COMMANDS;
 
 /// Counters since start.
@@ -55,7 +57,7 @@ pub const UNKNOWN_COMMAND: &str = "unknown";
 
 /// Index of every top-level command name in [`CommandCounts`]; the last slot is
 /// [`UNKNOWN_COMMAND`]. Built from the command table, so the label set is bounded by it.
-static COMMAND_SLOTS: LazyLock<HashMap<&'static str, usize>> = LazyLock::new(|| {
+static COMMAND_SLOTS: LazyLock<HashMap<&'static str, usize, FixedState>> = LazyLock::new(|| {
     COMMANDS
         .iter()
         .enumerate()
@@ -82,7 +84,7 @@ impl CommandCounts {
     /// Counts one call of the command whose full name is `full_name` (`client|list`);
     /// names outside the table (`NULL` for unknown commands) count as [`UNKNOWN_COMMAND`].
     pub fn count(&self, full_name: &str) {
-        let top = full_name.split('|').next().unwrap_or(full_name);
+        let top = full_name.split_once('|').map_or(full_name, |(top, _)| top);
         let slot = COMMAND_SLOTS.get(top).copied().unwrap_or(COMMANDS.len());
         if let Some(calls) = self.calls.get(slot) {
             calls.fetch_add(1, Ordering::Relaxed);

@@ -33,6 +33,7 @@ use std::collections::HashMap;
 use std::sync::LazyLock;
 
 use bytes::Bytes;
+use foldhash::fast::FixedState;
 use herald_engine::Scope;
 use herald_store::events::KeyEvent;
 use herald_store::{Db, Keyspace, StoreError};
@@ -282,7 +283,9 @@ pub static COMMANDS: &[&CommandSpec] = &[
     &streams_info::XINFO,
 ];
 
-static BY_NAME: LazyLock<HashMap<&'static str, &'static CommandSpec>> =
+/// Looked up once per request: a fixed-seed foldhash rather than SipHash (the keys are
+/// the static command names, so there is nothing for a client to flood).
+static BY_NAME: LazyLock<HashMap<&'static str, &'static CommandSpec, FixedState>> =
     LazyLock::new(|| COMMANDS.iter().map(|spec| (spec.name, *spec)).collect());
 
 /// Longest command name looked up; longer names are unknown without allocating.
