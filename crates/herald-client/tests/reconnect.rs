@@ -17,42 +17,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use common::{collector, recv, Backend, WAIT};
-use herald_client::{Backoff, ConnectionEvent, Message, Subscriber};
-use tokio::sync::{broadcast, mpsc, Semaphore};
+use common::{collector, quick_backoff, recv, wait_event, Backend, WAIT};
+use herald_client::{ConnectionEvent, Message, Subscriber};
+use tokio::sync::{mpsc, Semaphore};
 
 on_every_backend!(handlers_get_messages_published_after_a_reconnect);
 
 const CHANNEL: &str = "rc:channel";
 const PATTERN: &str = "rc:pattern:*";
 const SHARD: &str = "rc:shard";
-
-fn quick_backoff() -> Backoff {
-    Backoff {
-        initial: Duration::from_millis(20),
-        max: Duration::from_millis(200),
-        factor: 2.0,
-    }
-}
-
-/// Waits for the first event `matches` accepts, skipping others.
-async fn wait_event(
-    events: &mut broadcast::Receiver<ConnectionEvent>,
-    what: &str,
-    matches: impl Fn(&ConnectionEvent) -> bool,
-) -> ConnectionEvent {
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
-        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-        let event = tokio::time::timeout(left, events.recv())
-            .await
-            .unwrap_or_else(|_| panic!("no {what} event in time"))
-            .expect("event channel");
-        if matches(&event) {
-            return event;
-        }
-    }
-}
 
 /// The Resubscribed event of [`subscribe_all_kinds`]'s subscriptions.
 fn all_kinds_resubscribed(backend: &Backend) -> impl Fn(&ConnectionEvent) -> bool {

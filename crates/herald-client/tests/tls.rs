@@ -14,9 +14,9 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{collector, recv, TEST_TIMEOUT, WAIT};
+use common::{collector, quick_backoff, recv, wait_event, TEST_TIMEOUT, WAIT};
 use herald_client::{
-    Backoff, ConnectOptions, ConnectionEvent, Error, Herald, Message, NotificationKind, Subscriber,
+    ConnectOptions, ConnectionEvent, Error, Herald, Message, NotificationKind, Subscriber,
 };
 use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair};
 
@@ -187,14 +187,6 @@ impl TlsRedis {
     }
 }
 
-fn quick_backoff() -> Backoff {
-    Backoff {
-        initial: Duration::from_millis(20),
-        max: Duration::from_millis(200),
-        factor: 2.0,
-    }
-}
-
 /// Subscribes a channel, a pattern and a shard channel; each handler reports
 /// `kind:channel=payload`.
 async fn subscribe_all_kinds(
@@ -279,24 +271,6 @@ async fn expect_round(got: &mut tokio::sync::mpsc::UnboundedReceiver<String>, la
             format!("shard:tls:shard={label}"),
         ]
     );
-}
-
-async fn wait_event(
-    events: &mut tokio::sync::broadcast::Receiver<ConnectionEvent>,
-    what: &str,
-    matches: impl Fn(&ConnectionEvent) -> bool,
-) -> ConnectionEvent {
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
-        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-        let event = tokio::time::timeout(left, events.recv())
-            .await
-            .unwrap_or_else(|_| panic!("no {what} event in time"))
-            .expect("event channel");
-        if matches(&event) {
-            return event;
-        }
-    }
 }
 
 async fn round_trip_and_reconnect() {

@@ -355,3 +355,32 @@ macro_rules! on_every_backend {
         }
     };
 }
+
+/// A reconnect backoff short enough for tests: 20 ms doubling up to 200 ms.
+pub fn quick_backoff() -> herald_client::Backoff {
+    herald_client::Backoff {
+        initial: Duration::from_millis(20),
+        max: Duration::from_millis(200),
+        factor: 2.0,
+    }
+}
+
+/// Waits (at most [`WAIT`]) for the first connection event `matches` accepts, skipping
+/// others.
+pub async fn wait_event(
+    events: &mut tokio::sync::broadcast::Receiver<herald_client::ConnectionEvent>,
+    what: &str,
+    matches: impl Fn(&herald_client::ConnectionEvent) -> bool,
+) -> herald_client::ConnectionEvent {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        let event = tokio::time::timeout(left, events.recv())
+            .await
+            .unwrap_or_else(|_| panic!("no {what} event in time"))
+            .expect("event channel");
+        if matches(&event) {
+            return event;
+        }
+    }
+}
