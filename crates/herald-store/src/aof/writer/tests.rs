@@ -88,7 +88,10 @@ async fn concurrent_appends_keep_their_order_and_share_fsyncs() {
     }
     // Replies from both runtime workers wait at once: fsyncs must be shared.
     let fsyncs = writer.status().fsyncs;
-    assert!(fsyncs <= 200, "{fsyncs} fsyncs for 400 replies: no group commit");
+    assert!(
+        fsyncs <= 200,
+        "{fsyncs} fsyncs for 400 replies: no group commit"
+    );
 }
 
 #[test]
