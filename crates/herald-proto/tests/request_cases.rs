@@ -92,6 +92,33 @@ fn arguments_are_slices_of_the_read_buffer() {
 }
 
 #[test]
+fn a_recycled_argument_vector_serves_the_next_request() {
+    let mut buf = BytesMut::from(&b"*3\r\n$7\r\nPUBLISH\r\n$1\r\nc\r\n$2\r\nhi\r\nECHO yo\r\n*2\r\n$4\r\nECHO\r\n$3\r\nabc\r\n"[..]);
+    let mut parser = RequestParser::default();
+    let limits = Limits::default();
+    let first = parser.parse(&mut buf, &limits, true).unwrap().unwrap();
+    assert_eq!(first.args(), ["PUBLISH", "c", "hi"]);
+    let vector = first.args().as_ptr();
+    parser.recycle(first);
+    let inline = parser.parse(&mut buf, &limits, true).unwrap().unwrap();
+    assert_eq!(inline.args(), ["ECHO", "yo"]);
+    assert_eq!(
+        inline.args().as_ptr(),
+        vector,
+        "the inline request reused the vector"
+    );
+    parser.recycle(inline);
+    let last = parser.parse(&mut buf, &limits, true).unwrap().unwrap();
+    assert_eq!(last.args(), ["ECHO", "abc"]);
+    assert_eq!(last.args().as_ptr(), vector);
+    // Without recycling, each request has its own.
+    let mut buf = BytesMut::from(&b"PING\r\nPING\r\n"[..]);
+    let one = parser.parse(&mut buf, &limits, true).unwrap().unwrap();
+    let two = parser.parse(&mut buf, &limits, true).unwrap().unwrap();
+    assert_ne!(one.args().as_ptr(), two.args().as_ptr());
+}
+
+#[test]
 fn request_accessors() {
     let mut buf = BytesMut::from(&b"*2\r\n$7\r\nPublish\r\n$1\r\nc\r\n"[..]);
     let request = RequestParser::default()

@@ -52,6 +52,8 @@ fn feed(stream: &[u8], chunk_sizes: &[usize], limits: &Limits, authenticated: bo
                     assert!(buf.len() < before, "a request consumed nothing");
                     assert!(!request.is_empty());
                     requests.push(request.args().iter().map(|arg| arg.to_vec()).collect());
+                    // As the server does: the next request reuses this one's vector.
+                    parser.recycle(request);
                 }
                 Ok(None) => break,
                 Err(err) => {

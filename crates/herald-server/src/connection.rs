@@ -122,7 +122,8 @@ async fn read_loop(
             match parser.parse(&mut buffer, &limits, authenticated) {
                 Ok(Some(request)) => {
                     executed += 1;
-                    let flow = session.execute(request, &mut replies);
+                    let flow = session.execute(request.args(), &mut replies);
+                    parser.recycle(request);
                     if outbox.has_held() {
                         if let Some(durable) = session.durability_wait() {
                             session.pending_wakes.flush();
@@ -158,6 +159,7 @@ async fn read_loop(
             // Before the replies go out, so a client that saw its reply also sees
             // itself updated in CLIENT LIST from another connection.
             ServerStats::add(&shared.stats.commands_processed, executed);
+            session.flush_command_counts();
             session.mirror_now();
         }
         // Replies acknowledge writes only once `appendfsync` is satisfied.
@@ -221,7 +223,7 @@ async fn read_loop(
         if outbox.queued_bytes() > READ_PAUSE_OUTPUT_BYTES {
             outbox.space_below(READ_PAUSE_OUTPUT_BYTES / 2).await;
         }
-        if let Err(end) = read_more(&mut reader, &mut buffer, &parser, shared, outbox).await {
+        if let Err(end) = read_more(&mut reader, &mut buffer, &mut parser, shared, outbox).await {
             return end;
         }
     }
@@ -233,7 +235,7 @@ async fn read_loop(
 async fn read_more(
     reader: &mut tokio::net::tcp::OwnedReadHalf,
     buffer: &mut BytesMut,
-    parser: &RequestParser,
+    parser: &mut RequestParser,
     shared: &Shared,
     outbox: &Outbox,
 ) -> Result<(), ReadEnd> {
@@ -268,6 +270,7 @@ async fn read_more(
         }
         if buffer.is_empty() {
             *buffer = BytesMut::new();
+            parser.release_spares();
         }
         tokio::select! {
             ready = reader.readable() => ready.map_err(ReadEnd::ReadError)?,

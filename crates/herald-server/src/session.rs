@@ -12,7 +12,7 @@ use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
 use herald_engine::{ClientClass, Outbox, PendingWakes, Scope};
-use herald_proto::{Protocol, ReplyWriter, Request};
+use herald_proto::{Protocol, ReplyWriter};
 use indexmap::IndexSet;
 
 use crate::clients::ClientHandle;
@@ -188,6 +188,8 @@ pub struct Session {
     /// its replies already waited for.
     aof_sequence: u64,
     aof_acknowledged: u64,
+    /// Calls of one command not yet added to the shared counts.
+    uncounted: Option<(&'static str, u64)>,
 }
 
 /// How a served or timed-out blocking command replies.
@@ -265,6 +267,7 @@ impl Session {
             transaction_log: Vec::new(),
             aof_sequence: 0,
             aof_acknowledged: 0,
+            uncounted: None,
         }
     }
 
@@ -350,18 +353,21 @@ impl Session {
         ReplyWriter::new(buffer, self.protocol).error(text);
     }
 
-    /// Runs one request, appending its output to `buffer`.
-    pub fn execute(&mut self, request: Request, buffer: &mut BytesMut) -> Flow {
+    /// Runs one request (the command name and its arguments), appending its output to
+    /// `buffer`.
+    pub fn execute(&mut self, args: &[Bytes], buffer: &mut BytesMut) -> Flow {
         let skip_this = self.reply_mode == ReplyMode::SkipNext;
         let suppressed = skip_this || self.reply_mode == ReplyMode::Off;
         let mut out = Output::new(buffer, self.protocol, suppressed);
-        let args = request.into_args();
-        let (flow, full_name) = match command::resolve(&args) {
+        let (flow, full_name) = match command::resolve(args) {
             Resolved::Command(spec) => {
                 self.current_command = spec.full_name;
-                (self.run(spec, &mut out, &args), spec.full_name)
+                // Before it runs, so the counts it may read include the commands before it.
+                self.count_command(spec.full_name);
+                (self.run(spec, &mut out, args), spec.full_name)
             }
             Resolved::Rejected { error, full_name } => {
+                self.count_command(full_name);
                 self.flag_transaction();
                 out.error(&error);
                 (Flow::Continue, full_name)
@@ -370,9 +376,31 @@ impl Session {
         if skip_this && self.reply_mode == ReplyMode::SkipNext {
             self.reply_mode = ReplyMode::On;
         }
-        self.shared.stats.commands.count(full_name);
         self.current_command = full_name;
         flow
+    }
+
+    /// Counts one call of `full_name` (`herald_server_commands_total`). A run of the same command
+    /// (a pipeline) is added to the shared counter once, when another command comes or
+    /// the batch ends ([`Self::flush_command_counts`]): that counter is one cache line
+    /// every core writes.
+    fn count_command(&mut self, full_name: &'static str) {
+        match &mut self.uncounted {
+            Some((name, calls)) if std::ptr::eq(*name, full_name) => *calls += 1,
+            _ => {
+                self.flush_command_counts();
+                self.uncounted = Some((full_name, 1));
+            }
+        }
+    }
+
+    /// Adds the calls [`Self::count_command`] holds back to the shared counts. The
+    /// connection calls it at the end of every batch, before the replies go out, so a
+    /// client that saw its reply also sees its command counted.
+    pub fn flush_command_counts(&mut self) {
+        if let Some((full_name, calls)) = self.uncounted.take() {
+            self.shared.stats.commands.count_calls(full_name, calls);
+        }
     }
 
     /// Why `spec` may not run now, as Redis's error text.

@@ -84,10 +84,15 @@ impl CommandCounts {
     /// Counts one call of the command whose full name is `full_name` (`client|list`);
     /// names outside the table (`NULL` for unknown commands) count as [`UNKNOWN_COMMAND`].
     pub fn count(&self, full_name: &str) {
+        self.count_calls(full_name, 1);
+    }
+
+    /// Counts `calls` calls of `full_name` at once (see [`Self::count`]).
+    pub fn count_calls(&self, full_name: &str, calls: u64) {
         let top = full_name.split_once('|').map_or(full_name, |(top, _)| top);
         let slot = COMMAND_SLOTS.get(top).copied().unwrap_or(COMMANDS.len());
-        if let Some(calls) = self.calls.get(slot) {
-            calls.fetch_add(1, Ordering::Relaxed);
+        if let Some(counter) = self.calls.get(slot) {
+            counter.fetch_add(calls, Ordering::Relaxed);
         }
     }
 

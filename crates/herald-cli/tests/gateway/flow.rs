@@ -341,6 +341,49 @@ async fn metrics_cover_every_transport_and_pass_promtool() {
     check_exposition(&text);
 }
 
+/// A pipelined run of one command is added to the shared counts once, when another
+/// command comes or the batch ends: every call must still be counted, and counted
+/// before the client sees its replies.
+#[tokio::test]
+async fn per_command_counts_include_every_pipelined_call() {
+    let herald = start(&[]);
+    let mut conn = redis(&herald.resp).await;
+    let mut pipe = redis::pipe();
+    for _ in 0..5 {
+        pipe.cmd("PUBLISH").arg("counted").arg("x");
+    }
+    pipe.cmd("ECHO").arg("a").cmd("ECHO").arg("b");
+    pipe.cmd("PUBLISH").arg("counted").arg("x");
+    pipe.cmd("NOSUCHCOMMAND");
+    let replies: redis::RedisResult<Vec<redis::Value>> = pipe.query_async(&mut conn).await;
+    assert!(replies.is_err(), "the unknown command fails the pipeline");
+    let text = metrics(&herald.http).await;
+    assert_eq!(
+        sample(&text, "herald_server_commands_total{command=\"unknown\"}"),
+        Some(1.0)
+    );
+    assert_eq!(
+        sample(&text, "herald_server_commands_total{command=\"publish\"}"),
+        Some(6.0)
+    );
+    assert_eq!(
+        sample(&text, "herald_server_commands_total{command=\"echo\"}"),
+        Some(2.0)
+    );
+    // Then a lone command on the same connection: one more, no batch left behind.
+    let _: i64 = redis::cmd("PUBLISH")
+        .arg("counted")
+        .arg("x")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let text = metrics(&herald.http).await;
+    assert_eq!(
+        sample(&text, "herald_server_commands_total{command=\"publish\"}"),
+        Some(7.0)
+    );
+}
+
 /// `promtool check metrics` when installed (scripts/test installs it and sets
 /// HERALD_REQUIRE_PROMTOOL); otherwise a structural check of the text format.
 fn check_exposition(text: &str) {

@@ -285,8 +285,13 @@ pub static COMMANDS: &[&CommandSpec] = &[
 
 /// Looked up once per request: a fixed-seed foldhash rather than SipHash (the keys are
 /// the static command names, so there is nothing for a client to flood).
-static BY_NAME: LazyLock<HashMap<&'static str, &'static CommandSpec, FixedState>> =
-    LazyLock::new(|| COMMANDS.iter().map(|spec| (spec.name, *spec)).collect());
+static BY_NAME: LazyLock<HashMap<&'static [u8], &'static CommandSpec, FixedState>> =
+    LazyLock::new(|| {
+        COMMANDS
+            .iter()
+            .map(|spec| (spec.name.as_bytes(), *spec))
+            .collect()
+    });
 
 /// Longest command name looked up; longer names are unknown without allocating.
 const MAX_NAME_BYTES: usize = 32;
@@ -296,7 +301,8 @@ pub fn lookup(name: &[u8]) -> Option<&'static CommandSpec> {
     find(name, |key| BY_NAME.get(key).copied())
 }
 
-fn find<T>(name: &[u8], get: impl FnOnce(&str) -> Option<T>) -> Option<T> {
+/// Looks `name` up lowercased; the table's names are ASCII, so no UTF-8 check is needed.
+fn find<T>(name: &[u8], get: impl FnOnce(&[u8]) -> Option<T>) -> Option<T> {
     if name.len() > MAX_NAME_BYTES {
         return None;
     }
@@ -304,12 +310,15 @@ fn find<T>(name: &[u8], get: impl FnOnce(&str) -> Option<T>) -> Option<T> {
     let lower = &mut lower[..name.len()];
     lower.copy_from_slice(name);
     lower.make_ascii_lowercase();
-    std::str::from_utf8(lower).ok().and_then(get)
+    get(lower)
 }
 
 fn find_subcommand(container: &'static CommandSpec, name: &[u8]) -> Option<&'static CommandSpec> {
     find(name, |key| {
-        container.subcommands.iter().find(|sub| sub.name == key)
+        container
+            .subcommands
+            .iter()
+            .find(|sub| sub.name.as_bytes() == key)
     })
 }
 
