@@ -50,7 +50,7 @@ pub fn or_reply<T, E: std::fmt::Display>(out: &mut Output<'_>, result: Result<T,
 
 /// An ID as a bulk string.
 pub fn write_id(reply: &mut ReplyWriter<'_>, id: StreamId) {
-    reply.bulk(id.to_string().as_bytes());
+    reply.bulk(id.text().as_bytes());
 }
 
 /// `[id, [field, value, ...]]`, or `[id, nil]` for an entry deleted while pending.
@@ -280,7 +280,7 @@ pub const XADD: CommandSpec = CommandSpec {
                     let mut record = vec![
                         Bytes::from_static(b"XADD"),
                         args[1].clone(),
-                        Bytes::from(id.to_string()),
+                        Bytes::copy_from_slice(id.text().as_bytes()),
                     ];
                     record.extend(pairs.iter().cloned());
                     std::iter::once(record).chain(trimmed_to).collect()

@@ -269,7 +269,7 @@ fn xpending(session: &mut Session, out: &mut Output<'_>, args: &[Bytes]) -> Flow
                     for (name, held) in &summary.consumers {
                         reply.array(2);
                         reply.bulk(name);
-                        reply.bulk(held.to_string().as_bytes());
+                        reply.bulk(itoa::Buffer::new().format(*held).as_bytes());
                     }
                 }
             }

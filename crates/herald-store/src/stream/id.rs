@@ -58,6 +58,50 @@ impl StreamId {
     pub fn is_zero(self) -> bool {
         self == StreamId::MIN
     }
+
+    /// The ID as text, `<ms>-<seq>`, formatted without allocating (an XADD reply and
+    /// every entry XRANGE or XREAD returns write one).
+    pub fn text(self) -> IdText {
+        let mut text = IdText {
+            bytes: [0; ID_TEXT_MAX_BYTES],
+            len: 0,
+        };
+        text.push(itoa::Buffer::new().format(self.ms).as_bytes());
+        text.push(b"-");
+        text.push(itoa::Buffer::new().format(self.seq).as_bytes());
+        text
+    }
+}
+
+/// Longest ID text: two 20-digit numbers and the dash.
+const ID_TEXT_MAX_BYTES: usize = 41;
+
+/// An ID's text on the stack ([`StreamId::text`]).
+#[derive(Clone, Copy)]
+pub struct IdText {
+    bytes: [u8; ID_TEXT_MAX_BYTES],
+    len: usize,
+}
+
+impl IdText {
+    /// The text's bytes.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.bytes[..self.len]
+    }
+
+    fn push(&mut self, part: &[u8]) {
+        let end = self.len + part.len();
+        if let Some(room) = self.bytes.get_mut(self.len..end) {
+            room.copy_from_slice(part);
+            self.len = end;
+        }
+    }
+}
+
+impl fmt::Debug for IdText {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&String::from_utf8_lossy(self.as_bytes()))
+    }
 }
 
 impl fmt::Display for StreamId {
@@ -169,6 +213,24 @@ pub fn parse_bound(arg: &[u8], side: BoundSide) -> Result<StreamId, StoreError> 
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn text_is_the_display_form(ms: u64, seq: u64) {
+            let id = StreamId::new(ms, seq);
+            let (text, shown) = (id.text(), id.to_string());
+            prop_assert_eq!(text.as_bytes(), shown.as_bytes());
+        }
+    }
+
+    #[test]
+    fn text_of_the_extremes() {
+        assert_eq!(StreamId::MIN.text().as_bytes(), b"0-0");
+        assert_eq!(
+            StreamId::MAX.text().as_bytes(),
+            b"18446744073709551615-18446744073709551615"
+        );
+    }
 
     #[test]
     fn forms_redis_accepts() {
