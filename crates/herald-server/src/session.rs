@@ -289,6 +289,17 @@ impl Session {
     pub fn durability_wait(
         &mut self,
     ) -> Option<impl std::future::Future<Output = ()> + Send + 'static> {
+        self.durability_wait_then(|| Box::new(|| {}))
+    }
+
+    /// Like [`Self::durability_wait`]; when there is a wait, `make_then` is called for
+    /// an action that runs on the append-only file's thread right after the fsync,
+    /// before the wait ends (see [`herald_store::aof::AofWriter::durable_then`]). The
+    /// action may also never run.
+    pub fn durability_wait_then(
+        &mut self,
+        make_then: impl FnOnce() -> Box<dyn FnOnce() + Send>,
+    ) -> Option<impl std::future::Future<Output = ()> + Send + 'static> {
         if self.aof_sequence <= self.aof_acknowledged {
             return None;
         }
@@ -301,7 +312,7 @@ impl Session {
         if writer.policy() != herald_store::aof::FsyncPolicy::Always {
             return None;
         }
-        Some(writer.durable(self.aof_sequence))
+        Some(writer.durable_then(self.aof_sequence, make_then()))
     }
 
     /// Replays one command from the append-only file: no checks, no reply, no waiting

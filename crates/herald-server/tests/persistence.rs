@@ -366,6 +366,40 @@ async fn always_clients_writing_at_once_share_fsyncs() {
     server.stop().await;
 }
 
+/// Under `always` a reply waits for its fsync (and is then sent by the file's thread),
+/// while the keyspace notification the same command caused for this very client waits
+/// behind the reply: reply first, then the push, one after the other and pipelined.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn always_replies_precede_the_notifications_they_caused() {
+    let dir = temp_dir("always-order");
+    let server = TestServer::with_config(aof_config(&dir, "always")).await;
+    let mut raw = server.client().await;
+    raw.cmd(&[b"CONFIG", b"SET", b"notify-keyspace-events", b"K$"])
+        .await;
+    raw.expect(b"+OK\r\n").await;
+    raw.cmd(&[b"HELLO", b"3"]).await;
+    // The HELLO map ends with its `modules` entry, an empty array.
+    while !raw.read_line().await.starts_with("*0") {}
+    raw.cmd(&[b"SUBSCRIBE", b"__keyspace@0__:k"]).await;
+    raw.expect(&common::confirm('>', "subscribe", "__keyspace@0__:k", 1))
+        .await;
+    let event = common::message('>', "__keyspace@0__:k", "set");
+    raw.cmd(&[b"SET", b"k", b"1"]).await;
+    raw.expect(b"+OK\r\n").await;
+    raw.expect(&event).await;
+    let pipeline =
+        b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$1\r\n2\r\n*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$1\r\n3\r\n";
+    raw.send(pipeline).await;
+    for _ in 0..2 {
+        raw.expect(b"+OK\r\n").await;
+        raw.expect(&event).await;
+    }
+    raw.expect_silence(Duration::from_millis(50)).await;
+    drop(raw);
+    server.stop().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rewrite_under_load_loses_nothing() {
     let dir = temp_dir("rewrite-load");

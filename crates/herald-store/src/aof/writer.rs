@@ -253,9 +253,37 @@ impl AofWriter {
 
     /// Resolves once append `sequence` is as durable as the policy in force promises.
     pub fn durable(&self, sequence: u64) -> impl Future<Output = ()> + Send + 'static {
+        self.wait_durable(sequence, None)
+    }
+
+    /// Like [`Self::durable`], and `then` runs exactly once, no later than the moment
+    /// the future could resolve: under `always` on the writer thread right after the
+    /// fsync that covers `sequence` (a connection's reply is sent at the fsync instead
+    /// of after its task is woken and scheduled), or when the writer goes away; at once
+    /// when `sequence` is already on disk or the policy is `everysec` or `no` (whose
+    /// replies do not wait). So a caller may hand its reply to `then` and not poll the
+    /// future until it has something else to send.
+    pub fn durable_then(
+        &self,
+        sequence: u64,
+        then: Box<dyn FnOnce() + Send>,
+    ) -> impl Future<Output = ()> + Send + 'static {
+        self.wait_durable(sequence, Some(then))
+    }
+
+    fn wait_durable(
+        &self,
+        sequence: u64,
+        then: Option<Box<dyn FnOnce() + Send>>,
+    ) -> impl Future<Output = ()> + Send + 'static {
         let synced = match self.policy() {
-            FsyncPolicy::Always => Some(self.shared.synced.wait(sequence)),
-            FsyncPolicy::EverySec | FsyncPolicy::No => None,
+            FsyncPolicy::Always => Some(self.shared.synced.wait_then(sequence, then)),
+            FsyncPolicy::EverySec | FsyncPolicy::No => {
+                if let Some(then) = then {
+                    then();
+                }
+                None
+            }
         };
         let mut progress = synced.is_none().then(|| self.shared.progress.subscribe());
         async move {

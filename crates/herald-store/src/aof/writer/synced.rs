@@ -14,12 +14,43 @@ use std::collections::BTreeMap;
 use parking_lot::Mutex;
 use tokio::sync::oneshot;
 
-#[derive(Debug, Default)]
+/// What runs on the writer thread the moment a waiter's record is on disk, before the
+/// waiter is woken (see [`SyncedWaiters::wait_then`]).
+pub type OnSynced = Box<dyn FnOnce() + Send>;
+
+/// One waiting reply.
+struct Waiter {
+    woken: oneshot::Sender<()>,
+    then: Option<OnSynced>,
+}
+
+#[derive(Default)]
 struct Inner {
     /// Last sequence on disk.
     synced: u64,
     /// Waiters by the sequence they wait for.
-    waiting: BTreeMap<u64, Vec<oneshot::Sender<()>>>,
+    waiting: BTreeMap<u64, Vec<Waiter>>,
+}
+
+impl Drop for Inner {
+    /// The writer is gone: the waits end (their senders are dropped), and so that
+    /// nobody is left waiting for an action that will never come, the actions run now.
+    fn drop(&mut self) {
+        for waiter in std::mem::take(&mut self.waiting).into_values().flatten() {
+            if let Some(then) = waiter.then {
+                then();
+            }
+        }
+    }
+}
+
+impl std::fmt::Debug for Inner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Inner")
+            .field("synced", &self.synced)
+            .field("waiting", &self.waiting.len())
+            .finish()
+    }
 }
 
 /// The synced watermark with its waiters.
@@ -32,13 +63,31 @@ impl SyncedWaiters {
     /// `None` when `sequence` is already on disk; otherwise a receiver that completes
     /// once it is (or, with an error, when the writer is dropped first: nothing will
     /// ever sync it then, and the old `watch` did the same).
-    pub(super) fn wait(&self, sequence: u64) -> Option<oneshot::Receiver<()>> {
+    ///
+    /// `then` runs exactly once, when the wait ends: on the thread that made
+    /// `sequence` durable, right after the fsync and before the waiter is woken (a
+    /// connection's reply can go out without waiting for its task to be scheduled);
+    /// here and now when `sequence` is already on disk; or when the waiters are dropped
+    /// (the writer went away, which ends the wait too).
+    pub(super) fn wait_then(
+        &self,
+        sequence: u64,
+        then: Option<OnSynced>,
+    ) -> Option<oneshot::Receiver<()>> {
         let mut inner = self.inner.lock();
         if inner.synced >= sequence {
+            drop(inner);
+            if let Some(then) = then {
+                then();
+            }
             return None;
         }
-        let (sender, receiver) = oneshot::channel();
-        inner.waiting.entry(sequence).or_default().push(sender);
+        let (woken, receiver) = oneshot::channel();
+        inner
+            .waiting
+            .entry(sequence)
+            .or_default()
+            .push(Waiter { woken, then });
         Some(receiver)
     }
 
@@ -50,9 +99,17 @@ impl SyncedWaiters {
             let later = inner.waiting.split_off(&(sequence.saturating_add(1)));
             std::mem::replace(&mut inner.waiting, later)
         };
-        for sender in done.into_values().flatten() {
+        // Every action first, then the wake-ups: the replies leave in one run, before any
+        // woken connection competes for the core.
+        let mut done: Vec<Waiter> = done.into_values().flatten().collect();
+        for waiter in &mut done {
+            if let Some(then) = waiter.then.take() {
+                then();
+            }
+        }
+        for waiter in done {
             // The receiver is gone when its connection closed meanwhile.
-            let _ = sender.send(());
+            let _ = waiter.woken.send(());
         }
     }
 
@@ -70,21 +127,52 @@ mod tests {
     #[tokio::test]
     async fn wakes_exactly_the_waiters_an_fsync_covers() {
         let waiters = SyncedWaiters::default();
-        let mut first = waiters.wait(1).expect("not synced yet");
-        let mut third = waiters.wait(3).expect("not synced yet");
+        let mut first = waiters.wait_then(1, None).expect("not synced yet");
+        let mut third = waiters.wait_then(3, None).expect("not synced yet");
         waiters.advance(2);
         assert_eq!(first.try_recv(), Ok(()));
         assert!(third.try_recv().is_err(), "woken before its fsync");
-        assert!(waiters.wait(2).is_none(), "already synced");
+        assert!(waiters.wait_then(2, None).is_none(), "already synced");
         waiters.advance(3);
         assert_eq!(third.await, Ok(()));
         assert_eq!(waiters.synced(), 3);
     }
 
     #[tokio::test]
+    async fn actions_run_at_the_fsync_that_covers_them_before_the_wake_up() {
+        use std::sync::atomic::{AtomicU64, Ordering};
+        use std::sync::Arc;
+        let waiters = SyncedWaiters::default();
+        let ran = Arc::new(AtomicU64::new(0));
+        let action = |bit: u64| -> OnSynced {
+            let ran = Arc::clone(&ran);
+            Box::new(move || {
+                ran.fetch_or(bit, Ordering::SeqCst);
+            })
+        };
+        let mut first = waiters.wait_then(1, Some(action(1))).expect("not synced");
+        let mut second = waiters.wait_then(2, Some(action(2))).expect("not synced");
+        waiters.advance(1);
+        assert_eq!(ran.load(Ordering::SeqCst), 1, "only the covered action ran");
+        assert_eq!(first.try_recv(), Ok(()));
+        assert!(second.try_recv().is_err());
+        // Already durable: nothing waits, and the action runs at once.
+        assert!(waiters.wait_then(1, Some(action(4))).is_none());
+        assert_eq!(ran.load(Ordering::SeqCst), 5);
+        waiters.advance(2);
+        assert_eq!(ran.load(Ordering::SeqCst), 7);
+        assert_eq!(second.await, Ok(()));
+        // The writer goes away before the fsync: the wait ends and the action runs.
+        let waiting = waiters.wait_then(3, Some(action(8))).expect("not synced");
+        drop(waiters);
+        assert_eq!(ran.load(Ordering::SeqCst), 15);
+        assert!(waiting.await.is_err());
+    }
+
+    #[tokio::test]
     async fn dropping_the_writer_ends_the_waits() {
         let waiters = SyncedWaiters::default();
-        let waiting = waiters.wait(5).expect("not synced yet");
+        let waiting = waiters.wait_then(5, None).expect("not synced yet");
         drop(waiters);
         assert!(waiting.await.is_err());
     }
