@@ -37,15 +37,15 @@
 //! when appenders must wait so that no record lands in the old file only).
 
 use std::fmt;
-use std::fs::{File, OpenOptions};
+use std::fs::OpenOptions;
 use std::future::Future;
-use std::io::{self, Write};
+use std::io;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use parking_lot::{Condvar, Mutex};
 use tokio::sync::watch;
@@ -53,6 +53,7 @@ use tokio::sync::watch;
 use self::synced::SyncedWaiters;
 
 mod synced;
+mod thread;
 
 /// How often `everysec` fsyncs, and how often a failed write or fsync is retried.
 const FSYNC_INTERVAL: Duration = Duration::from_secs(1);
@@ -196,7 +197,7 @@ impl AofWriter {
             let shared = Arc::clone(&shared);
             std::thread::Builder::new()
                 .name("herald-aof".to_owned())
-                .spawn(move || WriterThread::new(shared, file, size).run())?
+                .spawn(move || thread::WriterThread::new(shared, file, size).run())?
         };
         Ok(AofWriter {
             shared,
@@ -381,255 +382,6 @@ impl AofWriter {
 impl Drop for AofWriter {
     fn drop(&mut self) {
         self.shutdown();
-    }
-}
-
-/// What only the writer thread touches.
-struct WriterThread {
-    shared: Arc<Shared>,
-    file: File,
-    /// Size of the file up to its last whole record (what a failed write is cut back to).
-    size: u64,
-    /// Size up to the last successful fsync.
-    synced_size: u64,
-    /// Under `always`: the bytes written since the last successful fsync, written again
-    /// when that fsync fails.
-    unsynced: Vec<u8>,
-    written_sequence: u64,
-    synced_sequence: u64,
-    last_sync: Instant,
-    batch: Vec<u8>,
-}
-
-impl WriterThread {
-    fn new(shared: Arc<Shared>, file: File, size: u64) -> Self {
-        WriterThread {
-            shared,
-            file,
-            size,
-            synced_size: size,
-            unsynced: Vec::new(),
-            written_sequence: 0,
-            synced_sequence: 0,
-            last_sync: Instant::now(),
-            batch: Vec::new(),
-        }
-    }
-
-    fn run(mut self) {
-        let shared = Arc::clone(&self.shared);
-        let mut shutdown_failures = 0;
-        let mut lingered = false;
-        loop {
-            let mut state = shared.state.lock();
-            if let Some((snapshot, reply)) = state.switch.take() {
-                let result = self.switch_to(&mut state, &snapshot);
-                drop(state);
-                let _ = reply.send(result);
-                continue;
-            }
-            let failing = state.last_error.is_some();
-            let must_sync = self.synced_sequence < self.written_sequence
-                && (state.policy == FsyncPolicy::Always
-                    || (state.policy == FsyncPolicy::EverySec
-                        && self.last_sync.elapsed() >= FSYNC_INTERVAL));
-            if state.pending.is_empty() && !must_sync && !state.shutdown {
-                let wait = if failing || self.synced_sequence < self.written_sequence {
-                    FSYNC_INTERVAL.saturating_sub(self.last_sync.elapsed())
-                } else {
-                    FSYNC_INTERVAL
-                };
-                shared
-                    .wake
-                    .wait_for(&mut state, wait.max(Duration::from_millis(1)));
-                continue;
-            }
-            let linger = state.policy != FsyncPolicy::Always
-                && !state.shutdown
-                && !failing
-                && state.pending.len() < LINGER_MAX_BYTES;
-            if linger && !lingered && !state.pending.is_empty() {
-                lingered = true;
-                shared.wake.wait_for(&mut state, WRITE_LINGER);
-                continue;
-            }
-            lingered = false;
-            let shutdown = state.shutdown && state.pending.is_empty();
-            std::mem::swap(&mut self.batch, &mut state.pending);
-            let sequence = state.appended;
-            let policy = state.policy;
-            drop(state);
-
-            if !self.batch.is_empty() && !self.write_batch(sequence, policy) {
-                if shutdown_failures == SHUTDOWN_ATTEMPTS && self.give_up() {
-                    return;
-                }
-                shutdown_failures += u32::from(self.shared.state.lock().shutdown);
-                self.pause_after_failure();
-                continue;
-            }
-            let sync_now = shutdown
-                || policy == FsyncPolicy::Always
-                || (policy == FsyncPolicy::EverySec && self.last_sync.elapsed() >= FSYNC_INTERVAL);
-            if sync_now && self.synced_sequence < self.written_sequence && !self.sync(policy) {
-                if shutdown {
-                    return;
-                }
-                self.pause_after_failure();
-                continue;
-            }
-            if shutdown {
-                return;
-            }
-        }
-    }
-
-    /// Writes the batch; on failure cuts the file back and puts the batch back in front.
-    fn write_batch(&mut self, sequence: u64, policy: FsyncPolicy) -> bool {
-        match self.file.write_all(&self.batch) {
-            Ok(()) => {
-                self.size += self.batch.len() as u64;
-                if policy == FsyncPolicy::Always {
-                    self.unsynced.extend_from_slice(&self.batch);
-                }
-                self.batch.clear();
-                self.written_sequence = sequence;
-                {
-                    let mut state = self.shared.state.lock();
-                    state.current_size = self.size;
-                    self.shared.failing.store(false, Ordering::Release);
-                    if state.last_error.take().is_some() {
-                        tracing::info!("append-only file writes succeed again");
-                    }
-                }
-                // After the size is recorded, so that a woken waiter sees it.
-                self.shared.progress.send_modify(|progress| {
-                    progress.written = sequence;
-                    progress.failing = false;
-                });
-                true
-            }
-            Err(err) => {
-                tracing::error!(
-                    path = %self.shared.path.display(),
-                    "cannot write the append-only file: {err}; retrying every second, write commands are refused meanwhile"
-                );
-                if let Err(cut) = self.file.set_len(self.size) {
-                    tracing::error!("cannot cut a partial record off the append-only file: {cut}");
-                }
-                let mut state = self.shared.state.lock();
-                self.batch.extend_from_slice(&state.pending);
-                std::mem::swap(&mut self.batch, &mut state.pending);
-                self.batch.clear();
-                state.last_error = Some(err.to_string());
-                self.shared.failing.store(true, Ordering::Release);
-                drop(state);
-                self.shared
-                    .progress
-                    .send_modify(|progress| progress.failing = true);
-                false
-            }
-        }
-    }
-
-    fn sync(&mut self, policy: FsyncPolicy) -> bool {
-        match self.file.sync_data() {
-            Ok(()) => {
-                self.last_sync = Instant::now();
-                self.shared.state.lock().fsyncs += 1;
-                self.synced_size = self.size;
-                self.unsynced.clear();
-                self.synced_sequence = self.written_sequence;
-                self.shared.synced.advance(self.synced_sequence);
-                self.shared
-                    .progress
-                    .send_if_modified(|progress| std::mem::take(&mut progress.failing));
-                true
-            }
-            Err(err) => {
-                tracing::error!(
-                    path = %self.shared.path.display(),
-                    "cannot fsync the append-only file: {err}; write commands are refused until it succeeds"
-                );
-                self.last_sync = Instant::now();
-                self.shared
-                    .progress
-                    .send_modify(|progress| progress.failing = true);
-                let mut state = self.shared.state.lock();
-                state.last_error = Some(err.to_string());
-                self.shared.failing.store(true, Ordering::Release);
-                if policy == FsyncPolicy::Always {
-                    // Write the unsynced bytes again: the kernel may have dropped them.
-                    if self.file.set_len(self.synced_size).is_ok() {
-                        self.size = self.synced_size;
-                        self.unsynced.extend_from_slice(&state.pending);
-                        std::mem::swap(&mut self.unsynced, &mut state.pending);
-                        self.unsynced.clear();
-                    }
-                }
-                false
-            }
-        }
-    }
-
-    /// At shutdown, after [`SHUTDOWN_ATTEMPTS`] failed writes: says loudly what could not
-    /// be written (none of it was acknowledged) and lets the process end.
-    fn give_up(&self) -> bool {
-        let state = self.shared.state.lock();
-        tracing::error!(
-            path = %self.shared.path.display(),
-            unwritten_bytes = state.pending.len(),
-            "shutting down with writes the append-only file could not take; they were never acknowledged"
-        );
-        true
-    }
-
-    fn pause_after_failure(&self) {
-        let mut state = self.shared.state.lock();
-        if !state.shutdown && state.switch.is_none() {
-            self.shared.wake.wait_for(&mut state, FSYNC_INTERVAL);
-        }
-    }
-
-    /// Appends the rewrite's copy to `snapshot`, makes it durable and the live file.
-    /// Appenders wait meanwhile, so every record is in exactly the file that ends up live.
-    fn switch_to(&mut self, state: &mut State, snapshot: &Path) -> io::Result<()> {
-        let Some(copy) = state.rewrite.take() else {
-            return Err(io::Error::other("no rewrite in progress"));
-        };
-        let mut file = OpenOptions::new().append(true).open(snapshot)?;
-        file.write_all(&copy)?;
-        file.sync_all()?;
-        std::fs::rename(snapshot, &self.shared.path)?;
-        if let Some(dir) = self.shared.path.parent() {
-            let dir = if dir.as_os_str().is_empty() {
-                Path::new(".")
-            } else {
-                dir
-            };
-            File::open(dir)?.sync_all()?;
-        }
-        let size = file.metadata()?.len();
-        self.file = file;
-        self.size = size;
-        self.synced_size = size;
-        self.unsynced.clear();
-        self.batch.clear();
-        state.pending.clear();
-        state.current_size = size;
-        state.base_size = size;
-        state.last_error = None;
-        self.shared.failing.store(false, Ordering::Release);
-        self.written_sequence = state.appended;
-        self.synced_sequence = state.appended;
-        self.last_sync = Instant::now();
-        let appended = state.appended;
-        self.shared.progress.send_modify(|progress| {
-            progress.written = appended;
-            progress.failing = false;
-        });
-        self.shared.synced.advance(appended);
-        Ok(())
     }
 }
 

@@ -1,6 +1,7 @@
 //! Tests of the writer: policies, group commit, shutdown, rewrites, a full disk.
 use super::*;
 use crate::aof::format::{encode_command, AofEntry, AofReader};
+use std::time::Instant;
 
 fn temp_dir(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!(
