@@ -102,7 +102,7 @@ impl Engine {
     /// (Redis's PUBLISH reply), in the order given in the module docs. Shard channels
     /// never consult patterns.
     pub fn publish(&self, scope: Scope, channel: Bytes, payload: Bytes) -> usize {
-        self.publish_with(scope, channel, payload, |outbox, delivery| {
+        self.publish_with(scope, &channel, &payload, |outbox, delivery| {
             outbox.deliver(delivery)
         })
     }
@@ -110,12 +110,13 @@ impl Engine {
     /// [`Engine::publish`] without waking anyone: outboxes this publish made non-empty
     /// are added to `pending`, which the caller flushes once its batch of commands is
     /// done, so a pipeline of publishes costs each subscriber one write, not one per
-    /// message.
+    /// message. Borrows the channel and payload: they are shared (one reference count
+    /// each) only when someone receives them, so a publish nobody hears costs none.
     pub fn publish_deferred(
         &self,
         scope: Scope,
-        channel: Bytes,
-        payload: Bytes,
+        channel: &Bytes,
+        payload: &Bytes,
         pending: &mut PendingWakes,
     ) -> usize {
         self.publish_with(scope, channel, payload, |outbox, delivery| {
@@ -133,20 +134,20 @@ impl Engine {
     fn publish_with(
         &self,
         scope: Scope,
-        channel: Bytes,
-        payload: Bytes,
+        channel: &Bytes,
+        payload: &Bytes,
         mut deliver: impl FnMut(&Arc<Outbox>, Delivery) -> bool,
     ) -> usize {
         self.published.add(1);
-        let subscribers = self.map(scope).snapshot_for_publish(&channel);
+        let subscribers = self.map(scope).snapshot_for_publish(channel);
         let matches = match scope {
-            Scope::Classic if !self.patterns.is_empty() => Some(self.patterns.matching(&channel)),
+            Scope::Classic if !self.patterns.is_empty() => Some(self.patterns.matching(channel)),
             _ => None,
         };
         if subscribers.is_none() && matches.as_ref().is_none_or(|m| m.is_empty()) {
             return 0;
         }
-        let message = Arc::new(Message::new(channel, payload));
+        let message = Arc::new(Message::new(channel.clone(), payload.clone()));
         let mut receivers = 0;
         if let Some(subscribers) = subscribers {
             let kind = match scope {
@@ -286,7 +287,7 @@ mod tests {
             let mut pending = PendingWakes::default();
             for _ in 0..3 {
                 assert_eq!(
-                    engine.publish_deferred(Scope::Classic, b("news"), b("hi"), &mut pending),
+                    engine.publish_deferred(Scope::Classic, &b("news"), &b("hi"), &mut pending),
                     3
                 );
             }

@@ -245,8 +245,8 @@ impl Kind {
 fn publish(session: &mut Session, out: &mut Output<'_>, args: &[Bytes], scope: Scope) -> Flow {
     let receivers = session.shared.engine.publish_deferred(
         scope,
-        args[1].clone(),
-        args[2].clone(),
+        &args[1],
+        &args[2],
         &mut session.pending_wakes,
     );
     out.reply().integer(receivers as i64);
