@@ -190,6 +190,8 @@ pub struct Session {
     aof_acknowledged: u64,
     /// Calls of one command not yet added to the shared counts.
     uncounted: Option<(&'static str, u64)>,
+    /// The last command name looked up.
+    lookup_cache: command::LookupCache,
 }
 
 /// How a served or timed-out blocking command replies.
@@ -268,6 +270,7 @@ impl Session {
             aof_sequence: 0,
             aof_acknowledged: 0,
             uncounted: None,
+            lookup_cache: command::LookupCache::default(),
         }
     }
 
@@ -370,7 +373,7 @@ impl Session {
         let skip_this = self.reply_mode == ReplyMode::SkipNext;
         let suppressed = skip_this || self.reply_mode == ReplyMode::Off;
         let mut out = Output::new(buffer, self.protocol, suppressed);
-        let (flow, full_name) = match command::resolve(args) {
+        let (flow, full_name) = match command::resolve_cached(args, &mut self.lookup_cache) {
             Resolved::Command(spec) => {
                 self.current_command = spec.full_name;
                 // Before it runs, so the counts it may read include the commands before it.

@@ -336,15 +336,51 @@ pub enum Resolved {
     },
 }
 
+/// The last command name a connection looked up, exactly as the client spelled it: a
+/// pipeline usually repeats one command, and comparing a few bytes is cheaper than
+/// lowercasing and hashing them again.
+#[derive(Debug, Default)]
+pub struct LookupCache {
+    name: [u8; CACHED_NAME_BYTES],
+    len: usize,
+    spec: Option<&'static CommandSpec>,
+}
+
+/// Longest name [`LookupCache`] keeps (every command name in the table fits).
+const CACHED_NAME_BYTES: usize = 24;
+
+impl LookupCache {
+    /// [`lookup`], answered from the cache when `name` is the last name looked up.
+    pub fn lookup(&mut self, name: &[u8]) -> Option<&'static CommandSpec> {
+        if let Some(spec) = self.spec {
+            if self.name.get(..self.len) == Some(name) {
+                return Some(spec);
+            }
+        }
+        let spec = lookup(name)?;
+        if let Some(slot) = self.name.get_mut(..name.len()) {
+            slot.copy_from_slice(name);
+            self.len = name.len();
+            self.spec = Some(spec);
+        }
+        Some(spec)
+    }
+}
+
 /// Resolves `args` to a command or subcommand and checks its arity.
 pub fn resolve(args: &[Bytes]) -> Resolved {
+    resolve_cached(args, &mut LookupCache::default())
+}
+
+/// [`resolve`], with the connection's [`LookupCache`].
+pub fn resolve_cached(args: &[Bytes], cache: &mut LookupCache) -> Resolved {
     let Some(name) = args.first() else {
         return Resolved::Rejected {
             error: "ERR empty command".to_owned(),
             full_name: "NULL",
         };
     };
-    let Some(spec) = lookup(name) else {
+    let Some(spec) = cache.lookup(name) else {
         return Resolved::Rejected {
             error: unknown_command(args),
             full_name: "NULL",
@@ -610,6 +646,34 @@ mod tests {
             Resolved::Rejected { error, .. } => error,
             Resolved::Command(spec) => panic!("{words:?} resolved to {}", spec.full_name),
         }
+    }
+
+    #[test]
+    fn the_lookup_cache_answers_as_the_table_does() {
+        let mut cache = LookupCache::default();
+        for spec in COMMANDS.iter() {
+            assert!(
+                spec.name.len() <= CACHED_NAME_BYTES,
+                "{} is not cached",
+                spec.name
+            );
+            let upper = spec.name.to_ascii_uppercase();
+            for name in [spec.name.as_bytes(), upper.as_bytes(), upper.as_bytes()] {
+                let found = cache.lookup(name).map(|found| found.full_name);
+                assert_eq!(found, Some(spec.full_name), "{}", spec.name);
+            }
+        }
+        // Alternating names, an unknown one in between, and a name past the cache's size.
+        for name in ["get", "nosuch", "SET", "get", "nosuch"] {
+            let expected = lookup(name.as_bytes()).map(|spec| spec.full_name);
+            assert_eq!(
+                cache.lookup(name.as_bytes()).map(|spec| spec.full_name),
+                expected
+            );
+        }
+        let long = "x".repeat(CACHED_NAME_BYTES + 5);
+        assert!(cache.lookup(long.as_bytes()).is_none());
+        assert_eq!(cache.lookup(b"get").map(|spec| spec.name), Some("get"));
     }
 
     #[test]
