@@ -408,7 +408,7 @@ impl Session {
         }
     }
 
-    /// Adds the calls [`Self::count_command`] holds back to the shared counts. The
+    /// Adds the calls held back since the command changed to the shared counts. The
     /// connection calls it at the end of every batch, before the replies go out, so a
     /// client that saw its reply also sees its command counted.
     pub fn flush_command_counts(&mut self) {
