@@ -55,9 +55,6 @@ mod inline;
 /// allocate gigabytes. Redis caps its `argv` the same way (`min(multibulklen, 1024)`).
 const ARGS_PREALLOC_MAX: usize = 1024;
 
-/// Argument slots a connection keeps for reuse while idle; larger vectors are freed.
-const SPARE_KEPT_ARGS: usize = 8;
-
 /// Longest text `string2ll` accepts, in bytes: `-9223372036854775808` (Redis checks
 /// `slen >= LONG_STR_SIZE`, 21). Longer text is rejected without reading it.
 const INTEGER_TEXT_MAX_BYTES: usize = 20;
@@ -290,17 +287,14 @@ impl RequestParser {
         }
     }
 
-    /// Frees the vectors kept for reuse when a large request left them large (a
-    /// connection going idle calls it). Small ones stay: under a hundred bytes for the
-    /// usual request, and a request-reply client would otherwise allocate them again
-    /// for every request.
+    /// Frees the vectors kept for reuse (a connection going idle calls it, as it gives
+    /// back its read buffer: an idle subscriber holds neither). The reuse that matters
+    /// is within a pipelined read, which does not go idle between requests.
     pub fn release_spares(&mut self) {
-        if matches!(self.state, State::Idle) && self.spans.capacity() > SPARE_KEPT_ARGS {
+        if matches!(self.state, State::Idle) {
             self.spans = Vec::new();
         }
-        if self.spare.capacity() > SPARE_KEPT_ARGS {
-            self.spare = Vec::new();
-        }
+        self.spare = Vec::new();
     }
 
     /// An empty argument vector with room for `count`: the recycled one when there is.
