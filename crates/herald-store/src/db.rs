@@ -208,16 +208,31 @@ impl Db {
         due
     }
 
+    /// Where the live entry of `key` is, after expiring it when due: one hash lookup for
+    /// a key that is there and live (every read and most writes), a second only on the
+    /// rare path that expires it.
+    fn live_index(&mut self, key: &[u8], now_ms: u64) -> Option<usize> {
+        let (index, _, entry) = self.entries.get_full(key)?;
+        let due = !self.expiry_paused && entry.expires_at_ms.is_some_and(|at| at <= now_ms);
+        if !due {
+            return Some(index);
+        }
+        self.expire_if_due(key, now_ms);
+        None
+    }
+
     /// The live value of `key`.
     pub fn get(&mut self, key: &[u8], now_ms: u64) -> Option<&Value> {
-        self.expire_if_due(key, now_ms);
-        self.entries.get(key).map(|entry| &entry.value)
+        let index = self.live_index(key, now_ms)?;
+        self.entries.get_index(index).map(|(_, entry)| &entry.value)
     }
 
     /// The live value of `key`, for in-place changes (the expiry is kept).
     pub fn get_mut(&mut self, key: &[u8], now_ms: u64) -> Option<&mut Value> {
-        self.expire_if_due(key, now_ms);
-        self.entries.get_mut(key).map(|entry| &mut entry.value)
+        let index = self.live_index(key, now_ms)?;
+        self.entries
+            .get_index_mut(index)
+            .map(|(_, entry)| &mut entry.value)
     }
 
     /// True when `key` exists and has not expired.
@@ -265,30 +280,40 @@ impl Db {
     }
 
     /// Stores `value` under `key`, replacing any value, with `expires_at_ms` as its expiry.
-    pub fn set(&mut self, key: Bytes, value: Value, expires_at_ms: Option<u64>) {
-        if self.notify_classes & events::NEW != 0 && !self.entries.contains_key(&key) {
-            self.notify(events::NEW, "new", &key);
-        }
-        match expires_at_ms {
-            Some(_) => {
-                self.volatile.insert(key.clone());
+    pub fn set(&mut self, key: &[u8], value: Value, expires_at_ms: Option<u64>) {
+        let entry = Entry {
+            value,
+            expires_at_ms,
+        };
+        // An existing key keeps its stored name: only a new one is copied (a slice of the
+        // request would pin the read buffer it arrived in, see `crate::value::owned`).
+        let stored = match self.entries.get_full_mut(key) {
+            Some((_, stored, slot)) => {
+                *slot = entry;
+                expires_at_ms.map(|_| stored.clone())
             }
             None => {
-                self.volatile.swap_remove(&key);
+                if self.notify_classes & events::NEW != 0 {
+                    self.notify(events::NEW, "new", key);
+                }
+                let owned = Bytes::copy_from_slice(key);
+                self.entries.insert(owned.clone(), entry);
+                Some(owned)
+            }
+        };
+        match (expires_at_ms, stored) {
+            (Some(_), Some(stored)) => {
+                self.volatile.insert(stored);
+            }
+            _ => {
+                self.volatile.swap_remove(key);
             }
         }
-        self.entries.insert(
-            key,
-            Entry {
-                value,
-                expires_at_ms,
-            },
-        );
     }
 
     /// Replaces the value of `key`, keeping its expiry (a new key gets none).
-    pub fn set_keep_ttl(&mut self, key: Bytes, value: Value, now_ms: u64) {
-        let expiry = match self.expiry(&key, now_ms) {
+    pub fn set_keep_ttl(&mut self, key: &[u8], value: Value, now_ms: u64) {
+        let expiry = match self.expiry(key, now_ms) {
             Expiry::At(at) => Some(at),
             Expiry::Missing | Expiry::Persistent => None,
         };
@@ -480,9 +505,36 @@ mod tests {
     }
 
     #[test]
+    fn set_copies_a_new_key_once_and_keeps_the_stored_one_on_overwrite() {
+        let mut db = Db::default();
+        let request = Bytes::from_static(b"*3 SET user:1 v");
+        let key = request.slice(7..13);
+        db.set(&key, s("1"), Some(5_000));
+        let (stored, _) = db.entries.get_key_value(&b"user:1"[..]).unwrap();
+        let stored_at = stored.as_ptr();
+        assert_ne!(
+            stored_at,
+            key.as_ptr(),
+            "a new key is copied out of the request"
+        );
+        assert!(db.volatile.contains(&b"user:1"[..]));
+        // Overwrites keep the stored key and follow the expiry given each time.
+        db.set(&key, s("2"), None);
+        let (stored, entry) = db.entries.get_key_value(&b"user:1"[..]).unwrap();
+        assert_eq!(stored.as_ptr(), stored_at);
+        assert_eq!(entry.expires_at_ms, None);
+        assert!(!db.volatile.contains(&b"user:1"[..]));
+        db.set(&key, s("3"), Some(9_000));
+        assert!(db.volatile.contains(&b"user:1"[..]));
+        assert_eq!(db.get(b"user:1", 0), Some(&s("3")));
+        assert_eq!(db.get(b"user:1", 9_000), None, "expired on read");
+        assert!(!db.volatile.contains(&b"user:1"[..]));
+    }
+
+    #[test]
     fn lazy_expiry_on_access() {
         let mut db = Db::default();
-        db.set(k("a"), s("1"), Some(1_000));
+        db.set(&k("a"), s("1"), Some(1_000));
         assert_eq!(db.get(b"a", 999), Some(&s("1")));
         assert_eq!(db.get(b"a", 1_000), None);
         assert_eq!(db.len(), 0);
@@ -493,10 +545,10 @@ mod tests {
     #[test]
     fn set_clears_or_keeps_ttl() {
         let mut db = Db::default();
-        db.set(k("a"), s("1"), Some(5_000));
-        db.set_keep_ttl(k("a"), s("2"), 0);
+        db.set(&k("a"), s("1"), Some(5_000));
+        db.set_keep_ttl(&k("a"), s("2"), 0);
         assert_eq!(db.expiry(b"a", 0), Expiry::At(5_000));
-        db.set(k("a"), s("3"), None);
+        db.set(&k("a"), s("3"), None);
         assert_eq!(db.expiry(b"a", 0), Expiry::Persistent);
         assert_eq!(db.volatile_len(), 0);
         assert_eq!(db.expiry(b"nope", 0), Expiry::Missing);
@@ -505,7 +557,7 @@ mod tests {
     #[test]
     fn expiry_in_the_past_deletes() {
         let mut db = Db::default();
-        db.set(k("a"), s("1"), None);
+        db.set(&k("a"), s("1"), None);
         assert!(db.set_expiry(b"a", Some(10), 10));
         assert!(!db.contains(b"a", 10));
         assert!(!db.set_expiry(b"a", Some(100), 10));
@@ -515,9 +567,9 @@ mod tests {
     fn active_expiry_reclaims_without_access() {
         let mut db = Db::default();
         for i in 0..10_000 {
-            db.set(Bytes::from(format!("k{i}")), s("v"), Some(100));
+            db.set(&Bytes::from(format!("k{i}")), s("v"), Some(100));
         }
-        db.set(k("keep"), s("v"), Some(1_000_000));
+        db.set(&k("keep"), s("v"), Some(1_000_000));
         let mut removed = 0;
         for _ in 0..10_000 {
             removed += db.active_expire(200);
@@ -533,9 +585,9 @@ mod tests {
     #[test]
     fn keys_skips_expired() {
         let mut db = Db::default();
-        db.set(k("user:1"), s("a"), None);
-        db.set(k("user:2"), s("b"), Some(10));
-        db.set(k("other"), s("c"), None);
+        db.set(&k("user:1"), s("a"), None);
+        db.set(&k("user:2"), s("b"), Some(10));
+        db.set(&k("other"), s("c"), None);
         let keys = db.keys(&Glob::new(b"user:*"), 20);
         assert_eq!(keys, vec![k("user:1")]);
     }
@@ -543,7 +595,7 @@ mod tests {
     #[test]
     fn move_and_swap() {
         let mut keyspace = Keyspace::default();
-        keyspace.db(0).unwrap().set(k("a"), s("1"), Some(99_999));
+        keyspace.db(0).unwrap().set(&k("a"), s("1"), Some(99_999));
         assert_eq!(keyspace.move_key(b"a", 0, 1, 0), Ok(true));
         assert_eq!(keyspace.db(1).unwrap().expiry(b"a", 0), Expiry::At(99_999));
         assert_eq!(keyspace.move_key(b"a", 0, 1, 0), Ok(false));
@@ -561,7 +613,7 @@ mod tests {
     fn scan_returns_every_stable_key_despite_deletions() {
         let mut db = Db::default();
         for i in 0..500 {
-            db.set(Bytes::from(format!("k{i}")), s("v"), None);
+            db.set(&Bytes::from(format!("k{i}")), s("v"), None);
         }
         let mut seen = std::collections::HashSet::new();
         let mut cursor = 0;
@@ -587,9 +639,9 @@ mod tests {
     #[test]
     fn scan_filters_by_pattern_type_and_expiry() {
         let mut db = Db::default();
-        db.set(k("user:1"), s("a"), None);
-        db.set(k("user:2"), s("a"), Some(5));
-        db.set(k("job:1"), s("a"), None);
+        db.set(&k("user:1"), s("a"), None);
+        db.set(&k("user:2"), s("a"), Some(5));
+        db.set(&k("job:1"), s("a"), None);
         let (cursor, keys) = db.scan(0, 100, Some(&Glob::new(b"user:*")), Some("string"), 10);
         assert_eq!((cursor, keys), (0, vec![k("user:1")]));
         let (_, keys) = db.scan(0, 100, None, Some("list"), 10);
@@ -599,8 +651,8 @@ mod tests {
     #[test]
     fn copy_keeps_ttl_and_respects_replace() {
         let mut keyspace = Keyspace::default();
-        keyspace.db(0).unwrap().set(k("a"), s("1"), Some(9_000));
-        keyspace.db(0).unwrap().set(k("b"), s("2"), None);
+        keyspace.db(0).unwrap().set(&k("a"), s("1"), Some(9_000));
+        keyspace.db(0).unwrap().set(&k("b"), s("2"), None);
         assert_eq!(keyspace.copy_key(b"a", &k("b"), 0, 0, false, 0), Ok(false));
         assert_eq!(keyspace.copy_key(b"a", &k("b"), 0, 0, true, 0), Ok(true));
         assert_eq!(keyspace.db(0).unwrap().expiry(b"b", 0), Expiry::At(9_000));
@@ -618,7 +670,7 @@ mod tests {
         let other = Arc::clone(&store);
         let (started, wait_started) = std::sync::mpsc::channel();
         let result = store.atomically(|| {
-            store.with(|keyspace| keyspace.db(0).map(|db| db.set(k("a"), s("1"), None)))?;
+            store.with(|keyspace| keyspace.db(0).map(|db| db.set(&k("a"), s("1"), None)))?;
             let writer = std::thread::spawn(move || {
                 let _ = started.send(());
                 other.with(|keyspace| keyspace.db(0).map(|db| db.get(b"a", 0).cloned()))
@@ -627,7 +679,7 @@ mod tests {
             std::thread::sleep(std::time::Duration::from_millis(50));
             // The other thread is still blocked: this transaction is not finished.
             assert!(!writer.is_finished());
-            store.with(|keyspace| keyspace.db(0).map(|db| db.set(k("a"), s("2"), None)))?;
+            store.with(|keyspace| keyspace.db(0).map(|db| db.set(&k("a"), s("2"), None)))?;
             Ok::<_, StoreError>(writer)
         });
         let seen = result.unwrap().join().unwrap().unwrap();
@@ -644,10 +696,10 @@ mod tests {
         let flag = Arc::new(AtomicBool::new(false));
         let db = keyspace.db(0).unwrap();
         db.watch(&k("w"), &flag);
-        db.set(k("other"), s("1"), None);
+        db.set(&k("other"), s("1"), None);
         db.notify(events::STRING, "set", b"other");
         assert!(!flag.load(Ordering::Relaxed), "another key changed");
-        db.set(k("w"), s("1"), Some(10));
+        db.set(&k("w"), s("1"), Some(10));
         db.notify(events::STRING, "set", b"w");
         assert!(flag.swap(false, Ordering::Relaxed));
         assert_eq!(db.get(b"w", 20), None, "expired");
@@ -655,7 +707,7 @@ mod tests {
             flag.swap(false, Ordering::Relaxed),
             "expiry counts as a change"
         );
-        db.set(k("w"), s("1"), None);
+        db.set(&k("w"), s("1"), None);
         keyspace.swap(0, 1).unwrap();
         assert!(
             flag.swap(false, Ordering::Relaxed),
@@ -667,7 +719,7 @@ mod tests {
             "flushing a db without the key"
         );
         keyspace.db(0).unwrap().unwatch(b"w", &flag);
-        keyspace.db(0).unwrap().set(k("w"), s("2"), None);
+        keyspace.db(0).unwrap().set(&k("w"), s("2"), None);
         keyspace.db(0).unwrap().notify(events::STRING, "set", b"w");
         assert!(!flag.load(Ordering::Relaxed), "unwatched");
     }
@@ -676,9 +728,9 @@ mod tests {
     fn random_key_returns_live_keys_only() {
         let mut db = Db::default();
         assert_eq!(db.random_key(0), None);
-        db.set(k("dead"), s("x"), Some(1));
+        db.set(&k("dead"), s("x"), Some(1));
         assert_eq!(db.random_key(5), None);
-        db.set(k("live"), s("x"), None);
+        db.set(&k("live"), s("x"), None);
         assert_eq!(db.random_key(5), Some(k("live")));
     }
 }

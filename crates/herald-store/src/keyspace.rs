@@ -130,7 +130,7 @@ impl Keyspace {
             Expiry::At(at) => Some(at),
             Expiry::Missing | Expiry::Persistent => None,
         };
-        self.dbs[to].set(crate::value::owned(destination), value, at);
+        self.dbs[to].set(destination, value, at);
         self.dbs[to].notify(events::GENERIC, "copy_to", destination);
         Ok(true)
     }
@@ -162,7 +162,7 @@ impl Keyspace {
             Expiry::Missing | Expiry::Persistent => None,
         };
         self.dbs[from].notify(events::GENERIC, "move_from", key);
-        self.dbs[to].set(Bytes::copy_from_slice(key), value, at);
+        self.dbs[to].set(key, value, at);
         self.dbs[to].notify(events::GENERIC, "move_to", key);
         Ok(true)
     }

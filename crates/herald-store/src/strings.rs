@@ -83,26 +83,25 @@ pub fn set(
         SetCondition::IfExists => exists,
     };
     if allowed {
-        let key = crate::value::owned(key);
         let value = Value::String(crate::value::owned(&value));
         match options.expiry {
-            SetExpiry::Clear => db.set(key.clone(), value, None),
-            SetExpiry::Keep => db.set_keep_ttl(key.clone(), value, now_ms),
+            SetExpiry::Clear => db.set(key, value, None),
+            SetExpiry::Keep => db.set_keep_ttl(key, value, now_ms),
             SetExpiry::At(at) if at <= now_ms && !db.is_expiry_paused() => {
                 // Already in the past: Redis stores and deletes at once; nothing remains.
-                if db.remove(&key, now_ms).is_some() {
-                    db.notify(events::GENERIC, "del", &key);
+                if db.remove(key, now_ms).is_some() {
+                    db.notify(events::GENERIC, "del", key);
                 }
                 return Ok(SetOutcome {
                     written: true,
                     previous,
                 });
             }
-            SetExpiry::At(at) => db.set(key.clone(), value, Some(at)),
+            SetExpiry::At(at) => db.set(key, value, Some(at)),
         }
-        db.notify(events::STRING, "set", &key);
+        db.notify(events::STRING, "set", key);
         if matches!(options.expiry, SetExpiry::At(_)) {
-            db.notify(events::GENERIC, "expire", &key);
+            db.notify(events::GENERIC, "expire", key);
         }
     }
     Ok(SetOutcome {
@@ -144,7 +143,7 @@ pub fn incr_by(db: &mut Db, key: &Bytes, delta: i64, now_ms: u64) -> Result<i64,
     };
     let next = current.checked_add(delta).ok_or(StoreError::Overflow)?;
     let text = Bytes::from(next.to_string());
-    db.set_keep_ttl(crate::value::owned(key), Value::String(text), now_ms);
+    db.set_keep_ttl(key, Value::String(text), now_ms);
     db.notify(events::STRING, "incrby", key);
     Ok(next)
 }
@@ -168,11 +167,7 @@ pub fn incr_by_float(
     // exponent and without a trailing `.0` (Redis prints long doubles with up to 17
     // digits; the two agree except where f64 and long double arithmetic differ).
     let text = Bytes::from(next.to_string());
-    db.set_keep_ttl(
-        crate::value::owned(key),
-        Value::String(text.clone()),
-        now_ms,
-    );
+    db.set_keep_ttl(key, Value::String(text.clone()), now_ms);
     Ok(text)
 }
 
@@ -192,11 +187,7 @@ pub fn append(
     let mut joined = BytesMut::with_capacity(new_len);
     joined.extend_from_slice(&current);
     joined.extend_from_slice(suffix);
-    db.set_keep_ttl(
-        crate::value::owned(key),
-        Value::String(joined.freeze()),
-        now_ms,
-    );
+    db.set_keep_ttl(key, Value::String(joined.freeze()), now_ms);
     Ok(new_len)
 }
 
@@ -259,11 +250,7 @@ pub fn set_range(
     }
     value[offset..end].copy_from_slice(patch);
     let new_len = value.len();
-    db.set_keep_ttl(
-        crate::value::owned(key),
-        Value::String(value.freeze()),
-        now_ms,
-    );
+    db.set_keep_ttl(key, Value::String(value.freeze()), now_ms);
     Ok(new_len)
 }
 

@@ -150,7 +150,7 @@ fn rename(session: &mut Session, out: &mut Output<'_>, args: &[Bytes], only_if_n
         };
         db.notify(events::GENERIC, "rename_from", from);
         db.remove(to, now);
-        db.set(Bytes::copy_from_slice(to), value, at);
+        db.set(to, value, at);
         db.notify(events::GENERIC, "rename_to", to);
         Ok(true)
     });

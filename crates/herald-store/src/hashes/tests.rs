@@ -22,7 +22,7 @@ fn db_with(key: &str, pairs: &[&str]) -> Db {
 
 fn string_db() -> Db {
     let mut db = Db::default();
-    db.set(b("s"), Value::String(b("x")), None);
+    db.set(&b("s"), Value::String(b("x")), None);
     db
 }
 
