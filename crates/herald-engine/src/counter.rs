@@ -40,6 +40,14 @@ impl ShardedCounter {
         self.slots[thread_slot()].0.fetch_add(n, Ordering::Relaxed);
     }
 
+    /// Starts again from zero (CONFIG RESETSTAT). An add racing the reset may survive
+    /// it: these are statistics.
+    pub fn reset(&self) {
+        for slot in &self.slots {
+            slot.0.store(0, Ordering::Relaxed);
+        }
+    }
+
     /// The total so far.
     pub fn get(&self) -> u64 {
         self.slots
@@ -72,5 +80,9 @@ mod tests {
         }
         let expected: u64 = (0..COUNTER_SLOTS as u64 + 3).map(|n| n * 1000).sum();
         assert_eq!(counter.get(), expected);
+        counter.reset();
+        assert_eq!(counter.get(), 0);
+        counter.add(2);
+        assert_eq!(counter.get(), 2);
     }
 }

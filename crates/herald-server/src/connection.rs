@@ -194,7 +194,7 @@ async fn read_loop(
             // Once per batch: the counter and the handle are shared with every core.
             // Before the replies go out, so a client that saw its reply also sees
             // itself updated in CLIENT LIST from another connection.
-            ServerStats::add(&shared.stats.commands_processed, executed);
+            shared.stats.commands_processed.add(executed);
             session.flush_command_counts();
             session.mirror_now();
         }
@@ -314,7 +314,7 @@ async fn read_more(
         match read {
             Poll::Ready(Ok(0)) => return Err(ReadEnd::PeerClosed),
             Poll::Ready(Ok(n)) => {
-                ServerStats::add(&shared.stats.net_input_bytes, n as u64);
+                shared.stats.net_input_bytes.add(n as u64);
                 return Ok(());
             }
             Poll::Ready(Err(err)) => return Err(ReadEnd::ReadError(err)),
@@ -367,7 +367,7 @@ async fn wait_blocked(
             }
             read = reader.read_buf(buffer) => match read {
                 Ok(n) if n > 0 => {
-                    ServerStats::add(&shared.stats.net_input_bytes, n as u64);
+                    shared.stats.net_input_bytes.add(n as u64);
                     if buffer.len() > shared.config.query_buffer_limit() {
                         waiting.waiter.cancel();
                         unblock(shared, &waiting);

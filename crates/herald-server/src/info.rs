@@ -173,15 +173,15 @@ fn fields(shared: &Shared, section: &str) -> Vec<(&'static str, String)> {
                 ),
                 (
                     "total_commands_processed",
-                    get(&stats.commands_processed).to_string(),
+                    stats.commands_processed.get().to_string(),
                 ),
                 (
                     "total_net_input_bytes",
-                    get(&stats.net_input_bytes).to_string(),
+                    stats.net_input_bytes.get().to_string(),
                 ),
                 (
                     "total_net_output_bytes",
-                    get(&stats.net_output_bytes).to_string(),
+                    stats.net_output_bytes.get().to_string(),
                 ),
                 (
                     "rejected_connections",

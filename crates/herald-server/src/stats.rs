@@ -1,12 +1,14 @@
 //! Server-wide counters (INFO stats, and what the gateway's /metrics shows of the RESP
-//! side). Relaxed atomics: they are statistics, not synchronisation, and are bumped on
-//! hot paths.
+//! side). Relaxed atomics: they are statistics, not synchronisation. The four bumped on
+//! every read, batch or write are [`ShardedCounter`]s, so two cores never write the
+//! same cache line for them.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::LazyLock;
 
 use foldhash::fast::FixedState;
+use herald_engine::counter::ShardedCounter;
 
 use crate::command::COMMANDS;
 
@@ -18,11 +20,11 @@ pub struct ServerStats {
     /// Connections refused because `maxclients` was reached.
     pub rejected_connections: AtomicU64,
     /// Commands executed (including rejected ones, as Redis counts calls).
-    pub commands_processed: AtomicU64,
+    pub commands_processed: ShardedCounter,
     /// Bytes read from clients.
-    pub net_input_bytes: AtomicU64,
+    pub net_input_bytes: ShardedCounter,
     /// Bytes written to clients.
-    pub net_output_bytes: AtomicU64,
+    pub net_output_bytes: ShardedCounter,
     /// Clients disconnected for exceeding an output-buffer limit (slow consumers).
     pub output_limit_disconnections: AtomicU64,
     /// Clients disconnected for exceeding the query-buffer limit.
@@ -30,7 +32,7 @@ pub struct ServerStats {
     /// Connections closed after a protocol error.
     pub protocol_errors: AtomicU64,
     /// Messages written to subscribers (one per delivery, as PUBLISH counts receivers).
-    pub deliveries_written: AtomicU64,
+    pub deliveries_written: ShardedCounter,
     /// io_uring submissions of direct writes (one `io_uring_enter` each; feature
     /// `io-uring`, else always 0).
     pub uring_submissions: AtomicU64,

@@ -34,7 +34,6 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::tcp::OwnedWriteHalf;
 
 use crate::server::Shared;
-use crate::stats::ServerStats;
 
 #[cfg(feature = "io-uring")]
 pub mod uring;
@@ -231,9 +230,9 @@ impl DirectWrite for DirectSink {
                     }
                 }
             }
-            ServerStats::add(&self.shared.stats.net_output_bytes, written_total as u64);
+            self.shared.stats.net_output_bytes.add(written_total as u64);
             if written_total == bytes {
-                ServerStats::add(&self.shared.stats.deliveries_written, deliveries);
+                self.shared.stats.deliveries_written.add(deliveries);
                 continue;
             }
             // The socket is full: the rest goes back first in line, for the writer task
@@ -362,8 +361,8 @@ pub async fn run(
                 outbox.kill(CloseReason::Killed);
                 return;
             }
-            ServerStats::add(&shared.stats.net_output_bytes, bytes as u64);
-            ServerStats::add(&shared.stats.deliveries_written, deliveries);
+            shared.stats.net_output_bytes.add(bytes as u64);
+            shared.stats.deliveries_written.add(deliveries);
         }
         drop(claim);
         tokio::select! {

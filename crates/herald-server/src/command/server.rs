@@ -304,15 +304,19 @@ fn reset_stats(shared: &Shared) {
     for counter in [
         &stats.connections_received,
         &stats.rejected_connections,
-        &stats.commands_processed,
-        &stats.net_input_bytes,
-        &stats.net_output_bytes,
         &stats.output_limit_disconnections,
         &stats.query_limit_disconnections,
         &stats.protocol_errors,
-        &stats.deliveries_written,
     ] {
         counter.store(0, Ordering::Relaxed);
+    }
+    for counter in [
+        &stats.commands_processed,
+        &stats.net_input_bytes,
+        &stats.net_output_bytes,
+        &stats.deliveries_written,
+    ] {
+        counter.reset();
     }
     stats.commands.reset();
 }

@@ -134,7 +134,7 @@ fn write_through(ring: &mut IoUring, claims: &[DirectClaim<'_>]) -> std::io::Res
         let deliveries = batch.put_entries(&mut entries, sink.protocol.get());
         if batch.chunks.is_empty() {
             // Only empty frames: nothing to send, but the sink may find more queued.
-            ServerStats::add(&sink.shared.stats.deliveries_written, deliveries);
+            sink.shared.stats.deliveries_written.add(deliveries);
             sink.write_now(&claimed.claim);
             continue;
         }
@@ -274,10 +274,14 @@ fn finish(send: &mut Send<'_>) {
         return;
     }
     let written = result as usize;
-    ServerStats::add(&send.sink.shared.stats.net_output_bytes, written as u64);
+    send.sink.shared.stats.net_output_bytes.add(written as u64);
     consume(&mut send.batch.chunks, written);
     if send.batch.chunks.is_empty() {
-        ServerStats::add(&send.sink.shared.stats.deliveries_written, send.deliveries);
+        send.sink
+            .shared
+            .stats
+            .deliveries_written
+            .add(send.deliveries);
         // More may have been queued meanwhile: the sink takes it, or releases the claim.
         send.sink.write_now(send.claim);
         return;
