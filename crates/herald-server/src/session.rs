@@ -296,9 +296,9 @@ impl Session {
     }
 
     /// Like [`Self::durability_wait`]; when there is a wait, `make_then` is called for
-    /// an action that runs on the append-only file's thread right after the fsync,
-    /// before the wait ends (see [`herald_store::aof::AofWriter::durable_then`]). The
-    /// action may also never run.
+    /// an action that runs exactly once before the wait ends: on the append-only file's
+    /// thread right after the fsync, or sooner (see
+    /// [`herald_store::aof::AofWriter::durable_then`]).
     pub fn durability_wait_then(
         &mut self,
         make_then: impl FnOnce() -> Box<dyn FnOnce() + Send>,

@@ -18,10 +18,27 @@ use tokio::sync::oneshot;
 /// waiter is woken (see [`SyncedWaiters::wait_then`]).
 pub type OnSynced = Box<dyn FnOnce() + Send>;
 
-/// One waiting reply.
+/// One waiting reply. Its action runs exactly once: at its fsync ([`Waiter::run_then`]),
+/// or when the waiter is dropped without one (the writer went away, or its thread
+/// unwound), so a caller that handed its reply to the action is never left without it.
 struct Waiter {
-    woken: oneshot::Sender<()>,
+    woken: Option<oneshot::Sender<()>>,
     then: Option<OnSynced>,
+}
+
+impl Waiter {
+    fn run_then(&mut self) {
+        if let Some(then) = self.then.take() {
+            then();
+        }
+    }
+}
+
+impl Drop for Waiter {
+    /// Before the sender is dropped, so the action still precedes the end of the wait.
+    fn drop(&mut self) {
+        self.run_then();
+    }
 }
 
 #[derive(Default)]
@@ -30,18 +47,6 @@ struct Inner {
     synced: u64,
     /// Waiters by the sequence they wait for.
     waiting: BTreeMap<u64, Vec<Waiter>>,
-}
-
-impl Drop for Inner {
-    /// The writer is gone: the waits end (their senders are dropped), and so that
-    /// nobody is left waiting for an action that will never come, the actions run now.
-    fn drop(&mut self) {
-        for waiter in std::mem::take(&mut self.waiting).into_values().flatten() {
-            if let Some(then) = waiter.then {
-                then();
-            }
-        }
-    }
 }
 
 impl std::fmt::Debug for Inner {
@@ -83,11 +88,10 @@ impl SyncedWaiters {
             return None;
         }
         let (woken, receiver) = oneshot::channel();
-        inner
-            .waiting
-            .entry(sequence)
-            .or_default()
-            .push(Waiter { woken, then });
+        inner.waiting.entry(sequence).or_default().push(Waiter {
+            woken: Some(woken),
+            then,
+        });
         Some(receiver)
     }
 
@@ -103,13 +107,13 @@ impl SyncedWaiters {
         // woken connection competes for the core.
         let mut done: Vec<Waiter> = done.into_values().flatten().collect();
         for waiter in &mut done {
-            if let Some(then) = waiter.then.take() {
-                then();
-            }
+            waiter.run_then();
         }
-        for waiter in done {
-            // The receiver is gone when its connection closed meanwhile.
-            let _ = waiter.woken.send(());
+        for mut waiter in done {
+            if let Some(woken) = waiter.woken.take() {
+                // The receiver is gone when its connection closed meanwhile.
+                let _ = woken.send(());
+            }
         }
     }
 
