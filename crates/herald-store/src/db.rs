@@ -188,24 +188,30 @@ impl Db {
         self.expiry_paused
     }
 
+    /// True when `entry`'s time has come (never while expiry is paused).
+    fn is_due(&self, entry: &Entry, now_ms: u64) -> bool {
+        !self.expiry_paused && entry.expires_at_ms.is_some_and(|at| at <= now_ms)
+    }
+
     /// Removes `key` if its time has come; true when it did.
     fn expire_if_due(&mut self, key: &[u8], now_ms: u64) -> bool {
-        if self.expiry_paused {
-            return false;
-        }
         let due = self
             .entries
             .get(key)
-            .and_then(|entry| entry.expires_at_ms)
-            .is_some_and(|at| at <= now_ms);
+            .is_some_and(|entry| self.is_due(entry, now_ms));
         if due {
-            self.entries.swap_remove(key);
-            self.volatile.swap_remove(key);
-            self.expired_keys += 1;
-            self.effects.expired(key);
-            self.notify(events::EXPIRED, "expired", key);
+            self.expire(key);
         }
         due
+    }
+
+    /// Removes `key`, whose time has come, and says so.
+    fn expire(&mut self, key: &[u8]) {
+        self.entries.swap_remove(key);
+        self.volatile.swap_remove(key);
+        self.expired_keys += 1;
+        self.effects.expired(key);
+        self.notify(events::EXPIRED, "expired", key);
     }
 
     /// Where the live entry of `key` is, after expiring it when due: one hash lookup for
@@ -213,11 +219,10 @@ impl Db {
     /// rare path that expires it.
     fn live_index(&mut self, key: &[u8], now_ms: u64) -> Option<usize> {
         let (index, _, entry) = self.entries.get_full(key)?;
-        let due = !self.expiry_paused && entry.expires_at_ms.is_some_and(|at| at <= now_ms);
-        if !due {
+        if !self.is_due(entry, now_ms) {
             return Some(index);
         }
-        self.expire_if_due(key, now_ms);
+        self.expire(key);
         None
     }
 
@@ -285,27 +290,30 @@ impl Db {
             value,
             expires_at_ms,
         };
+        let expiring = expires_at_ms.is_some();
         // An existing key keeps its stored name: only a new one is copied (a slice of the
         // request would pin the read buffer it arrived in, see `crate::value::owned`).
-        let stored = match self.entries.get_full_mut(key) {
+        // The name is shared with the volatile set only when the key expires.
+        let volatile_name = match self.entries.get_full_mut(key) {
             Some((_, stored, slot)) => {
                 *slot = entry;
-                expires_at_ms.map(|_| stored.clone())
+                expiring.then(|| stored.clone())
             }
             None => {
                 if self.notify_classes & events::NEW != 0 {
                     self.notify(events::NEW, "new", key);
                 }
                 let owned = Bytes::copy_from_slice(key);
-                self.entries.insert(owned.clone(), entry);
-                Some(owned)
+                let shared = expiring.then(|| owned.clone());
+                self.entries.insert(owned, entry);
+                shared
             }
         };
-        match (expires_at_ms, stored) {
-            (Some(_), Some(stored)) => {
-                self.volatile.insert(stored);
+        match volatile_name {
+            Some(name) => {
+                self.volatile.insert(name);
             }
-            _ => {
+            None => {
                 self.volatile.swap_remove(key);
             }
         }
