@@ -113,3 +113,23 @@ fn huge_count_does_not_preallocate() {
     assert!(parser.spans.capacity() <= ARGS_PREALLOC_MAX);
     assert_eq!(multibulk.remaining, i32::MAX as usize - 1);
 }
+
+#[test]
+fn a_request_with_many_arguments_leaves_no_large_vectors_behind() {
+    let count = ARGS_PREALLOC_MAX * 2;
+    let mut wire = format!("*{count}\r\n").into_bytes();
+    for _ in 0..count {
+        wire.extend_from_slice(b"$1\r\nx\r\n");
+    }
+    let mut parser = RequestParser::default();
+    let mut buf = BytesMut::from(&wire[..]);
+    let request = parse(&mut parser, &mut buf).expect("complete");
+    assert_eq!(request.len(), count);
+    assert!(parser.spans.capacity() <= ARGS_PREALLOC_MAX);
+    parser.recycle(request);
+    assert_eq!(
+        parser.spare.capacity(),
+        0,
+        "a large argument vector is not kept"
+    );
+}
