@@ -357,31 +357,19 @@ async fn per_command_counts_include_every_pipelined_call() {
     pipe.cmd("NOSUCHCOMMAND");
     let replies: redis::RedisResult<Vec<redis::Value>> = pipe.query_async(&mut conn).await;
     assert!(replies.is_err(), "the unknown command fails the pipeline");
+    let calls = |text: &str, command: &str| {
+        sample(
+            text,
+            &format!("herald_server_commands_total{{command=\"{command}\"}}"),
+        )
+    };
     let text = metrics(&herald.http).await;
-    assert_eq!(
-        sample(&text, "herald_server_commands_total{command=\"unknown\"}"),
-        Some(1.0)
-    );
-    assert_eq!(
-        sample(&text, "herald_server_commands_total{command=\"publish\"}"),
-        Some(6.0)
-    );
-    assert_eq!(
-        sample(&text, "herald_server_commands_total{command=\"echo\"}"),
-        Some(2.0)
-    );
-    // Then a lone command on the same connection: one more, no batch left behind.
-    let _: i64 = redis::cmd("PUBLISH")
-        .arg("counted")
-        .arg("x")
-        .query_async(&mut conn)
-        .await
-        .unwrap();
-    let text = metrics(&herald.http).await;
-    assert_eq!(
-        sample(&text, "herald_server_commands_total{command=\"publish\"}"),
-        Some(7.0)
-    );
+    assert_eq!(calls(&text, "unknown"), Some(1.0));
+    assert_eq!(calls(&text, "publish"), Some(6.0));
+    assert_eq!(calls(&text, "echo"), Some(2.0));
+    // Then a lone command: one more, counted before its reply.
+    resp_publish(&herald.resp, "counted", b"x").await;
+    assert_eq!(calls(&metrics(&herald.http).await, "publish"), Some(7.0));
 }
 
 /// `promtool check metrics` when installed (scripts/test installs it and sets
