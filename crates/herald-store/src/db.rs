@@ -31,10 +31,42 @@ const ACTIVE_EXPIRE_REPEAT_PERCENT: usize = 10;
 /// Bound on repeated sampling rounds per database per run, so one cycle stays short.
 pub const ACTIVE_EXPIRE_MAX_ROUNDS: usize = 16;
 
+/// A key's slot in the table. It is kept small (48 bytes) because a lookup in a large
+/// keyspace is a few cache misses, and each slot of the table costs them in proportion
+/// to its size: see `Value` for the other half.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct Entry {
     value: Value,
-    expires_at_ms: Option<u64>,
+    expires_at: Deadline,
+}
+
+impl Entry {
+    fn expires_at_ms(&self) -> Option<u64> {
+        self.expires_at.get()
+    }
+
+    /// Live at `now_ms` by its expiry alone (whether expiry is paused is the `Db`'s
+    /// business, see [`Db::is_due`]).
+    fn unexpired_at(&self, now_ms: u64) -> bool {
+        self.expires_at.get().is_none_or(|at| at > now_ms)
+    }
+}
+
+/// An expiry time in Unix milliseconds, or none, in 8 bytes (`Option<u64>` takes 16).
+/// `u64::MAX` stands for none; an expiry at that very millisecond is kept one earlier.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Deadline(u64);
+
+impl Deadline {
+    const NONE: Deadline = Deadline(u64::MAX);
+
+    fn new(at_ms: Option<u64>) -> Deadline {
+        at_ms.map_or(Deadline::NONE, |at| Deadline(at.min(u64::MAX - 1)))
+    }
+
+    fn get(self) -> Option<u64> {
+        (self != Deadline::NONE).then_some(self.0)
+    }
 }
 
 /// One logical database.
@@ -190,7 +222,7 @@ impl Db {
 
     /// True when `entry`'s time has come (never while expiry is paused).
     fn is_due(&self, entry: &Entry, now_ms: u64) -> bool {
-        !self.expiry_paused && entry.expires_at_ms.is_some_and(|at| at <= now_ms)
+        !self.expiry_paused && !entry.unexpired_at(now_ms)
     }
 
     /// Removes `key` if its time has come; true when it did.
@@ -259,7 +291,7 @@ impl Db {
             None => {
                 let entry = Entry {
                     value: make(),
-                    expires_at_ms: None,
+                    expires_at: Deadline::NONE,
                 };
                 self.notify(events::NEW, "new", key);
                 self.entries.insert_full(crate::value::owned(key), entry).0
@@ -288,7 +320,7 @@ impl Db {
     pub fn set(&mut self, key: &[u8], value: Value, expires_at_ms: Option<u64>) {
         let entry = Entry {
             value,
-            expires_at_ms,
+            expires_at: Deadline::new(expires_at_ms),
         };
         let expiring = expires_at_ms.is_some();
         // An existing key keeps its stored name: only a new one is copied (a slice of the
@@ -338,16 +370,10 @@ impl Db {
     /// The expiry of `key`.
     pub fn expiry(&mut self, key: &[u8], now_ms: u64) -> Expiry {
         self.expire_if_due(key, now_ms);
-        match self.entries.get(key) {
+        match self.entries.get(key).map(Entry::expires_at_ms) {
             None => Expiry::Missing,
-            Some(Entry {
-                expires_at_ms: None,
-                ..
-            }) => Expiry::Persistent,
-            Some(Entry {
-                expires_at_ms: Some(at),
-                ..
-            }) => Expiry::At(*at),
+            Some(None) => Expiry::Persistent,
+            Some(Some(at)) => Expiry::At(at),
         }
     }
 
@@ -364,12 +390,12 @@ impl Db {
                 self.volatile.swap_remove(key);
             }
             Some(at) => {
-                entry.expires_at_ms = Some(at);
+                entry.expires_at = Deadline::new(Some(at));
                 let stored = stored.clone();
                 self.volatile.insert(stored);
             }
             None => {
-                entry.expires_at_ms = None;
+                entry.expires_at = Deadline::NONE;
                 self.volatile.swap_remove(key);
             }
         }
@@ -380,9 +406,7 @@ impl Db {
     pub fn keys(&mut self, pattern: &Glob, now_ms: u64) -> Vec<Bytes> {
         self.entries
             .iter()
-            .filter(|(key, entry)| {
-                entry.expires_at_ms.is_none_or(|at| at > now_ms) && pattern.matches(key)
-            })
+            .filter(|(key, entry)| entry.unexpired_at(now_ms) && pattern.matches(key))
             .map(|(key, _)| key.clone())
             .collect()
     }
@@ -417,7 +441,7 @@ impl Db {
             let Some((key, entry)) = self.entries.get_index(next) else {
                 continue;
             };
-            let live = entry.expires_at_ms.is_none_or(|at| at > now_ms);
+            let live = entry.unexpired_at(now_ms);
             if live
                 && type_name.is_none_or(|name| entry.value.type_name() == name)
                 && pattern.is_none_or(|glob| glob.matches(key))
@@ -439,7 +463,7 @@ impl Db {
             }
             let index = rng.random_range(0..self.entries.len());
             let (key, entry) = self.entries.get_index(index)?;
-            if entry.expires_at_ms.is_none_or(|at| at > now_ms) {
+            if entry.unexpired_at(now_ms) {
                 return Some(key.clone());
             }
             let key = key.clone();
@@ -452,8 +476,8 @@ impl Db {
     pub fn live_entries(&self, now_ms: u64) -> Vec<crate::aof::snapshot::CopiedKey> {
         self.entries
             .iter()
-            .filter(|(_, entry)| entry.expires_at_ms.is_none_or(|at| at > now_ms))
-            .map(|(key, entry)| (key.clone(), entry.value.clone(), entry.expires_at_ms))
+            .filter(|(_, entry)| entry.unexpired_at(now_ms))
+            .map(|(key, entry)| (key.clone(), entry.value.clone(), entry.expires_at_ms()))
             .collect()
     }
 
@@ -505,7 +529,7 @@ mod tests {
     use crate::keyspace::{Keyspace, Store};
 
     fn s(value: &str) -> Value {
-        Value::String(Bytes::copy_from_slice(value.as_bytes()))
+        Value::String(value.as_bytes().into())
     }
 
     fn k(key: &'static str) -> Bytes {
@@ -530,7 +554,7 @@ mod tests {
         db.set(&key, s("2"), None);
         let (stored, entry) = db.entries.get_key_value(&b"user:1"[..]).unwrap();
         assert_eq!(stored.as_ptr(), stored_at);
-        assert_eq!(entry.expires_at_ms, None);
+        assert_eq!(entry.expires_at_ms(), None);
         assert!(!db.volatile.contains(&b"user:1"[..]));
         db.set(&key, s("3"), Some(9_000));
         assert!(db.volatile.contains(&b"user:1"[..]));
@@ -740,5 +764,13 @@ mod tests {
         assert_eq!(db.random_key(5), None);
         db.set(&k("live"), s("x"), None);
         assert_eq!(db.random_key(5), Some(k("live")));
+    }
+}
+#[cfg(test)]
+mod layout {
+    /// A lookup in a large keyspace costs cache misses in proportion to a slot's size.
+    #[test]
+    fn an_entry_takes_48_bytes() {
+        assert_eq!(std::mem::size_of::<super::Entry>(), 48);
     }
 }

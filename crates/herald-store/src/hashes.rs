@@ -48,7 +48,7 @@ fn write_or_create<'a>(
     key: &Bytes,
     now_ms: u64,
 ) -> Result<&'a mut Hash, StoreError> {
-    match db.get_or_insert_with(key, now_ms, || Value::Hash(Hash::new())) {
+    match db.get_or_insert_with(key, now_ms, || Value::Hash(Box::default())) {
         Value::Hash(hash) => Ok(hash),
         _ => Err(StoreError::WrongType),
     }

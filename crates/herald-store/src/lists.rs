@@ -59,7 +59,7 @@ pub fn push(
     if only_if_exists && !existing {
         return Ok(0);
     }
-    let Value::List(list) = db.get_or_insert_with(key, now_ms, || Value::List(PackedList::new()))
+    let Value::List(list) = db.get_or_insert_with(key, now_ms, || Value::List(Box::default()))
     else {
         return Err(StoreError::WrongType);
     };

@@ -8,10 +8,11 @@ use bytes::{Bytes, BytesMut};
 use crate::db::Db;
 use crate::error::StoreError;
 use crate::events;
-use crate::value::Value;
+use crate::value::{StringValue, Value};
 
-/// The live string at `key`; `Err(WrongType)` for other types.
-pub fn get(db: &mut Db, key: &[u8], now_ms: u64) -> Result<Option<Bytes>, StoreError> {
+/// The live string at `key`; `Err(WrongType)` for other types. A copy for a short string,
+/// a shared buffer for a long one (see [`StringValue`]).
+pub fn get(db: &mut Db, key: &[u8], now_ms: u64) -> Result<Option<StringValue>, StoreError> {
     match db.get(key, now_ms) {
         None => Ok(None),
         Some(Value::String(bytes)) => Ok(Some(bytes.clone())),
@@ -60,7 +61,7 @@ pub struct SetOutcome {
     /// Whether the value was written (NX/XX may prevent it).
     pub written: bool,
     /// The previous string, when `get` was asked for.
-    pub previous: Option<Bytes>,
+    pub previous: Option<StringValue>,
 }
 
 /// `SET key value [NX|XX] [GET] [EX|PX|EXAT|PXAT|KEEPTTL]`.
@@ -83,7 +84,7 @@ pub fn set(
         SetCondition::IfExists => exists,
     };
     if allowed {
-        let value = Value::String(crate::value::owned(&value));
+        let value = Value::String(StringValue::copy_from_slice(&value));
         match options.expiry {
             SetExpiry::Clear => db.set(key, value, None),
             SetExpiry::Keep => db.set_keep_ttl(key, value, now_ms),
@@ -142,7 +143,7 @@ pub fn incr_by(db: &mut Db, key: &Bytes, delta: i64, now_ms: u64) -> Result<i64,
         Some(bytes) => parse_integer(&bytes).ok_or(StoreError::NotInteger)?,
     };
     let next = current.checked_add(delta).ok_or(StoreError::Overflow)?;
-    let text = Bytes::from(next.to_string());
+    let text = StringValue::copy_from_slice(itoa::Buffer::new().format(next).as_bytes());
     db.set_keep_ttl(key, Value::String(text), now_ms);
     db.notify(events::STRING, "incrby", key);
     Ok(next)
@@ -167,7 +168,11 @@ pub fn incr_by_float(
     // exponent and without a trailing `.0` (Redis prints long doubles with up to 17
     // digits; the two agree except where f64 and long double arithmetic differ).
     let text = Bytes::from(next.to_string());
-    db.set_keep_ttl(key, Value::String(text.clone()), now_ms);
+    db.set_keep_ttl(
+        key,
+        Value::String(StringValue::from_bytes(text.clone())),
+        now_ms,
+    );
     Ok(text)
 }
 
@@ -187,7 +192,11 @@ pub fn append(
     let mut joined = BytesMut::with_capacity(new_len);
     joined.extend_from_slice(&current);
     joined.extend_from_slice(suffix);
-    db.set_keep_ttl(key, Value::String(joined.freeze()), now_ms);
+    db.set_keep_ttl(
+        key,
+        Value::String(StringValue::from_bytes(joined.freeze())),
+        now_ms,
+    );
     Ok(new_len)
 }
 
@@ -250,12 +259,16 @@ pub fn set_range(
     }
     value[offset..end].copy_from_slice(patch);
     let new_len = value.len();
-    db.set_keep_ttl(key, Value::String(value.freeze()), now_ms);
+    db.set_keep_ttl(
+        key,
+        Value::String(StringValue::from_bytes(value.freeze())),
+        now_ms,
+    );
     Ok(new_len)
 }
 
 /// GETDEL key.
-pub fn get_del(db: &mut Db, key: &[u8], now_ms: u64) -> Result<Option<Bytes>, StoreError> {
+pub fn get_del(db: &mut Db, key: &[u8], now_ms: u64) -> Result<Option<StringValue>, StoreError> {
     let value = get(db, key, now_ms)?;
     if value.is_some() {
         db.remove(key, now_ms);
@@ -271,7 +284,7 @@ pub fn get_ex(
     key: &[u8],
     expiry: Option<Option<u64>>,
     now_ms: u64,
-) -> Result<Option<Bytes>, StoreError> {
+) -> Result<Option<StringValue>, StoreError> {
     let value = get(db, key, now_ms)?;
     if value.is_none() {
         return Ok(None);
@@ -306,6 +319,10 @@ mod tests {
         Bytes::from_static(k.as_bytes())
     }
 
+    fn text(k: &'static str) -> StringValue {
+        StringValue::from(k.as_bytes())
+    }
+
     #[test]
     fn set_conditions_and_get_option() {
         let mut db = Db::default();
@@ -321,8 +338,8 @@ mod tests {
             ..SetOptions::default()
         };
         let outcome = set(&mut db, &key("a"), key("3"), xx_get, 0).unwrap();
-        assert_eq!(outcome.previous, Some(key("1")));
-        assert_eq!(get(&mut db, b"a", 0).unwrap(), Some(key("3")));
+        assert_eq!(outcome.previous, Some(text("1")));
+        assert_eq!(get(&mut db, b"a", 0).unwrap(), Some(text("3")));
         assert!(
             !set(&mut db, &key("b"), key("1"), xx_get, 0)
                 .unwrap()
@@ -455,12 +472,9 @@ mod tests {
         );
         assert_eq!(get_range(&mut db, b"s", -1, -5, 0).unwrap(), key(""));
         assert_eq!(set_range(&mut db, &key("s"), 6, b"Redis", 100, 0), Ok(11));
-        assert_eq!(get(&mut db, b"s", 0).unwrap(), Some(key("Hello Redis")));
+        assert_eq!(get(&mut db, b"s", 0).unwrap(), Some(text("Hello Redis")));
         assert_eq!(set_range(&mut db, &key("z"), 3, b"x", 100, 0), Ok(4));
-        assert_eq!(
-            get(&mut db, b"z", 0).unwrap(),
-            Some(Bytes::from_static(b"\0\0\0x"))
-        );
+        assert_eq!(get(&mut db, b"z", 0).unwrap(), Some(text("\0\0\0x")));
         assert_eq!(set_range(&mut db, &key("e"), 3, b"", 100, 0), Ok(0));
         assert!(!db.contains(b"e", 0));
         assert_eq!(
@@ -477,15 +491,15 @@ mod tests {
         set(&mut db, &key("a"), key("1"), SetOptions::default(), 0).unwrap();
         assert_eq!(
             get_ex(&mut db, b"a", Some(Some(500)), 0).unwrap(),
-            Some(key("1"))
+            Some(text("1"))
         );
         assert!(has_expiry(&mut db, b"a", 0));
         assert_eq!(
             get_ex(&mut db, b"a", Some(None), 0).unwrap(),
-            Some(key("1"))
+            Some(text("1"))
         );
         assert!(!has_expiry(&mut db, b"a", 0));
-        assert_eq!(get_del(&mut db, b"a", 0).unwrap(), Some(key("1")));
+        assert_eq!(get_del(&mut db, b"a", 0).unwrap(), Some(text("1")));
         assert_eq!(get_del(&mut db, b"a", 0).unwrap(), None);
     }
 }

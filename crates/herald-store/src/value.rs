@@ -6,16 +6,22 @@ use indexmap::IndexMap;
 use crate::packed::PackedList;
 use crate::stream::Stream;
 
-/// What a key holds.
+mod string;
+
+pub use string::{StringValue, INLINE_CAPACITY};
+
+/// What a key holds. Every variant but the string is boxed, so that a value takes 40
+/// bytes in the keyspace's table: a lookup's cache misses grow with the size of a slot
+/// (see `Db`), and most keys hold strings.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Value {
-    /// A binary-safe string.
-    String(Bytes),
+    /// A binary-safe string (short ones inline, see [`StringValue`]).
+    String(StringValue),
     /// A list of strings, pushed and popped at both ends, stored compactly.
-    List(PackedList),
+    List(Box<PackedList>),
     /// A hash of fields to values; insertion-ordered so HRANDFIELD and HSCAN can index it.
-    Hash(IndexMap<Bytes, Bytes>),
-    /// A stream with its consumer groups (boxed: it is larger than the other variants).
+    Hash(Box<IndexMap<Bytes, Bytes>>),
+    /// A stream with its consumer groups.
     Stream(Box<Stream>),
 }
 

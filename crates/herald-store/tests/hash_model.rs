@@ -170,7 +170,7 @@ proptest! {
                     prop_assert_eq!(got, expected);
                 }
                 Op::SetString(k) => {
-                    db.set(&name(k), Value::String(Bytes::from_static(b"s")), None);
+                    db.set(&name(k), Value::String(b"s"[..].into()), None);
                     model.insert(k, Model::String);
                 }
             }

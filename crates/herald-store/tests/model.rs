@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use bytes::Bytes;
 use herald_store::db::Expiry;
 use herald_store::strings::{self, SetCondition, SetExpiry, SetOptions};
+use herald_store::value::StringValue;
 use herald_store::{Db, StoreError};
 use proptest::prelude::*;
 
@@ -91,7 +92,7 @@ proptest! {
                     }
                 }
                 Op::Get(k) => {
-                    let expected = model.live(k, now).map(|(v, _)| Bytes::from(v.clone()));
+                    let expected = model.live(k, now).map(|(v, _)| StringValue::from(&v[..]));
                     prop_assert_eq!(strings::get(&mut db, &name(k), now).unwrap(), expected);
                 }
                 Op::Del(k) => {

@@ -105,7 +105,7 @@ fn encode_key(out: &mut Vec<u8>, key: &Bytes, value: &Value, expires_at: Option<
         }
         Value::Hash(hash) => {
             let mut args: Vec<&[u8]> = Vec::with_capacity(2 * ITEMS_PER_COMMAND + 2);
-            for (field, value) in hash {
+            for (field, value) in hash.iter() {
                 if args.is_empty() {
                     args.extend_from_slice(&[b"HSET", &key[..]]);
                 }

@@ -22,7 +22,7 @@ fn db_with(key: &str, pairs: &[&str]) -> Db {
 
 fn string_db() -> Db {
     let mut db = Db::default();
-    db.set(&b("s"), Value::String(b("x")), None);
+    db.set(&b("s"), Value::String(b"x"[..].into()), None);
     db
 }
 
@@ -168,7 +168,10 @@ fn every_operation_rejects_other_types() {
 }
 
 fn strings_value(db: &mut Db) -> Bytes {
-    crate::strings::get(db, b"s", NOW).unwrap().unwrap()
+    crate::strings::get(db, b"s", NOW)
+        .unwrap()
+        .unwrap()
+        .to_bytes()
 }
 
 #[test]
