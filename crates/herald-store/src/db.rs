@@ -22,6 +22,11 @@ use crate::effects::EffectLog;
 use crate::events::{self, KeyEvent};
 use crate::value::Value;
 
+mod slot;
+
+use slot::{Deadline, Entry};
+pub use slot::{Key, INLINE_KEY_CAPACITY};
+
 /// Keys the active expiry cycle examines per database per run (Redis:
 /// `ACTIVE_EXPIRE_CYCLE_KEYS_PER_LOOP`).
 pub const ACTIVE_EXPIRE_SAMPLES: usize = 20;
@@ -31,49 +36,11 @@ const ACTIVE_EXPIRE_REPEAT_PERCENT: usize = 10;
 /// Bound on repeated sampling rounds per database per run, so one cycle stays short.
 pub const ACTIVE_EXPIRE_MAX_ROUNDS: usize = 16;
 
-/// A key's slot in the table. It is kept small (48 bytes) because a lookup in a large
-/// keyspace is a few cache misses, and each slot of the table costs them in proportion
-/// to its size: see `Value` for the other half.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) struct Entry {
-    value: Value,
-    expires_at: Deadline,
-}
-
-impl Entry {
-    fn expires_at_ms(&self) -> Option<u64> {
-        self.expires_at.get()
-    }
-
-    /// Live at `now_ms` by its expiry alone (whether expiry is paused is the `Db`'s
-    /// business, see [`Db::is_due`]).
-    fn unexpired_at(&self, now_ms: u64) -> bool {
-        self.expires_at.get().is_none_or(|at| at > now_ms)
-    }
-}
-
-/// An expiry time in Unix milliseconds, or none, in 8 bytes (`Option<u64>` takes 16).
-/// `u64::MAX` stands for none; an expiry at that very millisecond is kept one earlier.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-struct Deadline(u64);
-
-impl Deadline {
-    const NONE: Deadline = Deadline(u64::MAX);
-
-    fn new(at_ms: Option<u64>) -> Deadline {
-        at_ms.map_or(Deadline::NONE, |at| Deadline(at.min(u64::MAX - 1)))
-    }
-
-    fn get(self) -> Option<u64> {
-        (self != Deadline::NONE).then_some(self.0)
-    }
-}
-
 /// One logical database.
 #[derive(Debug, Default)]
 pub struct Db {
-    pub(crate) entries: IndexMap<Bytes, Entry>,
-    pub(crate) volatile: IndexSet<Bytes>,
+    pub(crate) entries: IndexMap<Key, Entry>,
+    pub(crate) volatile: IndexSet<Key>,
     expired_keys: u64,
     /// Event classes to record ([`events::recorded_classes`]); 0 records nothing.
     pub(crate) notify_classes: u32,
@@ -151,8 +118,8 @@ impl Db {
     /// Invalidates watchers of every key that exists here or in `other` (FLUSH*, SWAPDB).
     pub(crate) fn touch_watched_present(&self, other: Option<&Db>) {
         for key in self.watchers.keys() {
-            if self.entries.contains_key(key)
-                || other.is_some_and(|db| db.entries.contains_key(key))
+            if self.entries.contains_key(&key[..])
+                || other.is_some_and(|db| db.entries.contains_key(&key[..]))
             {
                 self.touch(key);
             }
@@ -289,12 +256,9 @@ impl Db {
         let index = match self.entries.get_index_of(&key[..]) {
             Some(index) => index,
             None => {
-                let entry = Entry {
-                    value: make(),
-                    expires_at: Deadline::NONE,
-                };
                 self.notify(events::NEW, "new", key);
-                self.entries.insert_full(crate::value::owned(key), entry).0
+                let entry = Entry::new(make(), None);
+                self.entries.insert_full(Key::copy_from_slice(key), entry).0
             }
         };
         &mut self.entries[index].value
@@ -318,36 +282,27 @@ impl Db {
 
     /// Stores `value` under `key`, replacing any value, with `expires_at_ms` as its expiry.
     pub fn set(&mut self, key: &[u8], value: Value, expires_at_ms: Option<u64>) {
-        let entry = Entry {
-            value,
-            expires_at: Deadline::new(expires_at_ms),
-        };
-        let expiring = expires_at_ms.is_some();
+        let entry = Entry::new(value, expires_at_ms);
         // An existing key keeps its stored name: only a new one is copied (a slice of the
-        // request would pin the read buffer it arrived in, see `crate::value::owned`).
-        // The name is shared with the volatile set only when the key expires.
-        let volatile_name = match self.entries.get_full_mut(key) {
-            Some((_, stored, slot)) => {
-                *slot = entry;
-                expiring.then(|| stored.clone())
-            }
+        // request would pin the read buffer it arrived in).
+        match self.entries.get_full_mut(key) {
+            Some((_, _, slot)) => *slot = entry,
             None => {
                 if self.notify_classes & events::NEW != 0 {
                     self.notify(events::NEW, "new", key);
                 }
-                let owned = Bytes::copy_from_slice(key);
-                let shared = expiring.then(|| owned.clone());
-                self.entries.insert(owned, entry);
-                shared
+                self.entries.insert(Key::copy_from_slice(key), entry);
             }
-        };
-        match volatile_name {
-            Some(name) => {
-                self.volatile.insert(name);
-            }
-            None => {
-                self.volatile.swap_remove(key);
-            }
+        }
+        self.track_expiry(key, expires_at_ms.is_some());
+    }
+
+    /// Keeps the volatile set (the keys with an expiry) in step with `key`'s entry.
+    fn track_expiry(&mut self, key: &[u8], expiring: bool) {
+        if !expiring {
+            self.volatile.swap_remove(key);
+        } else if !self.volatile.contains(key) {
+            self.volatile.insert(Key::copy_from_slice(key));
         }
     }
 
@@ -381,7 +336,7 @@ impl Db {
     /// An expiry at or before `now_ms` deletes the key at once, as Redis does.
     pub fn set_expiry(&mut self, key: &[u8], expires_at_ms: Option<u64>, now_ms: u64) -> bool {
         self.expire_if_due(key, now_ms);
-        let Some((stored, entry)) = self.entries.get_key_value_mut(key) else {
+        let Some(entry) = self.entries.get_mut(key) else {
             return false;
         };
         match expires_at_ms {
@@ -389,14 +344,9 @@ impl Db {
                 self.entries.swap_remove(key);
                 self.volatile.swap_remove(key);
             }
-            Some(at) => {
-                entry.expires_at = Deadline::new(Some(at));
-                let stored = stored.clone();
-                self.volatile.insert(stored);
-            }
-            None => {
-                entry.expires_at = Deadline::NONE;
-                self.volatile.swap_remove(key);
+            _ => {
+                entry.expires_at = Deadline::new(expires_at_ms);
+                self.track_expiry(key, expires_at_ms.is_some());
             }
         }
         true
@@ -407,7 +357,7 @@ impl Db {
         self.entries
             .iter()
             .filter(|(key, entry)| entry.unexpired_at(now_ms) && pattern.matches(key))
-            .map(|(key, _)| key.clone())
+            .map(|(key, _)| key.to_bytes())
             .collect()
     }
 
@@ -446,7 +396,7 @@ impl Db {
                 && type_name.is_none_or(|name| entry.value.type_name() == name)
                 && pattern.is_none_or(|glob| glob.matches(key))
             {
-                found.push(key.clone());
+                found.push(key.to_bytes());
             }
         }
         (next as u64, found)
@@ -464,7 +414,7 @@ impl Db {
             let index = rng.random_range(0..self.entries.len());
             let (key, entry) = self.entries.get_index(index)?;
             if entry.unexpired_at(now_ms) {
-                return Some(key.clone());
+                return Some(key.to_bytes());
             }
             let key = key.clone();
             self.expire_if_due(&key, now_ms);
@@ -477,7 +427,7 @@ impl Db {
         self.entries
             .iter()
             .filter(|(_, entry)| entry.unexpired_at(now_ms))
-            .map(|(key, entry)| (key.clone(), entry.value.clone(), entry.expires_at_ms()))
+            .map(|(key, entry)| (key.to_bytes(), entry.value.clone(), entry.expires_at_ms()))
             .collect()
     }
 
@@ -523,254 +473,4 @@ impl Db {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::error::StoreError;
-    use crate::keyspace::{Keyspace, Store};
-
-    fn s(value: &str) -> Value {
-        Value::String(value.as_bytes().into())
-    }
-
-    fn k(key: &'static str) -> Bytes {
-        Bytes::from_static(key.as_bytes())
-    }
-
-    #[test]
-    fn set_copies_a_new_key_once_and_keeps_the_stored_one_on_overwrite() {
-        let mut db = Db::default();
-        let request = Bytes::from_static(b"*3 SET user:1 v");
-        let key = request.slice(7..13);
-        db.set(&key, s("1"), Some(5_000));
-        let (stored, _) = db.entries.get_key_value(&b"user:1"[..]).unwrap();
-        let stored_at = stored.as_ptr();
-        assert_ne!(
-            stored_at,
-            key.as_ptr(),
-            "a new key is copied out of the request"
-        );
-        assert!(db.volatile.contains(&b"user:1"[..]));
-        // Overwrites keep the stored key and follow the expiry given each time.
-        db.set(&key, s("2"), None);
-        let (stored, entry) = db.entries.get_key_value(&b"user:1"[..]).unwrap();
-        assert_eq!(stored.as_ptr(), stored_at);
-        assert_eq!(entry.expires_at_ms(), None);
-        assert!(!db.volatile.contains(&b"user:1"[..]));
-        db.set(&key, s("3"), Some(9_000));
-        assert!(db.volatile.contains(&b"user:1"[..]));
-        assert_eq!(db.get(b"user:1", 0), Some(&s("3")));
-        assert_eq!(db.get(b"user:1", 9_000), None, "expired on read");
-        assert!(!db.volatile.contains(&b"user:1"[..]));
-    }
-
-    #[test]
-    fn lazy_expiry_on_access() {
-        let mut db = Db::default();
-        db.set(&k("a"), s("1"), Some(1_000));
-        assert_eq!(db.get(b"a", 999), Some(&s("1")));
-        assert_eq!(db.get(b"a", 1_000), None);
-        assert_eq!(db.len(), 0);
-        assert_eq!(db.volatile_len(), 0);
-        assert_eq!(db.expired_keys(), 1);
-    }
-
-    #[test]
-    fn set_clears_or_keeps_ttl() {
-        let mut db = Db::default();
-        db.set(&k("a"), s("1"), Some(5_000));
-        db.set_keep_ttl(&k("a"), s("2"), 0);
-        assert_eq!(db.expiry(b"a", 0), Expiry::At(5_000));
-        db.set(&k("a"), s("3"), None);
-        assert_eq!(db.expiry(b"a", 0), Expiry::Persistent);
-        assert_eq!(db.volatile_len(), 0);
-        assert_eq!(db.expiry(b"nope", 0), Expiry::Missing);
-    }
-
-    #[test]
-    fn expiry_in_the_past_deletes() {
-        let mut db = Db::default();
-        db.set(&k("a"), s("1"), None);
-        assert!(db.set_expiry(b"a", Some(10), 10));
-        assert!(!db.contains(b"a", 10));
-        assert!(!db.set_expiry(b"a", Some(100), 10));
-    }
-
-    #[test]
-    fn active_expiry_reclaims_without_access() {
-        let mut db = Db::default();
-        for i in 0..10_000 {
-            db.set(&Bytes::from(format!("k{i}")), s("v"), Some(100));
-        }
-        db.set(&k("keep"), s("v"), Some(1_000_000));
-        let mut removed = 0;
-        for _ in 0..10_000 {
-            removed += db.active_expire(200);
-            if db.volatile_len() == 1 {
-                break;
-            }
-        }
-        assert_eq!(removed, 10_000);
-        assert_eq!(db.len(), 1);
-        assert!(db.contains(b"keep", 200));
-    }
-
-    #[test]
-    fn keys_skips_expired() {
-        let mut db = Db::default();
-        db.set(&k("user:1"), s("a"), None);
-        db.set(&k("user:2"), s("b"), Some(10));
-        db.set(&k("other"), s("c"), None);
-        let keys = db.keys(&Glob::new(b"user:*"), 20);
-        assert_eq!(keys, vec![k("user:1")]);
-    }
-
-    #[test]
-    fn move_and_swap() {
-        let mut keyspace = Keyspace::default();
-        keyspace.db(0).unwrap().set(&k("a"), s("1"), Some(99_999));
-        assert_eq!(keyspace.move_key(b"a", 0, 1, 0), Ok(true));
-        assert_eq!(keyspace.db(1).unwrap().expiry(b"a", 0), Expiry::At(99_999));
-        assert_eq!(keyspace.move_key(b"a", 0, 1, 0), Ok(false));
-        assert_eq!(
-            keyspace.move_key(b"a", 1, 1, 0),
-            Err(StoreError::SameObject)
-        );
-        keyspace.swap(0, 1).unwrap();
-        assert!(keyspace.db(0).unwrap().contains(b"a", 0));
-        assert!(keyspace.db(16).is_err());
-        assert_eq!(keyspace.swap(0, 16), Err(StoreError::DbIndexOutOfRange));
-    }
-
-    #[test]
-    fn scan_returns_every_stable_key_despite_deletions() {
-        let mut db = Db::default();
-        for i in 0..500 {
-            db.set(&Bytes::from(format!("k{i}")), s("v"), None);
-        }
-        let mut seen = std::collections::HashSet::new();
-        let mut cursor = 0;
-        let mut step = 0;
-        loop {
-            let (next, keys) = db.scan(cursor, 7, None, None, 0);
-            seen.extend(keys);
-            // Delete some keys that are not part of the stable set while scanning.
-            if step < 50 {
-                db.remove(format!("k{}", 450 + step).as_bytes(), 0);
-            }
-            step += 1;
-            if next == 0 {
-                break;
-            }
-            cursor = next;
-        }
-        for i in 0..450 {
-            assert!(seen.contains(&Bytes::from(format!("k{i}"))), "k{i} missed");
-        }
-    }
-
-    #[test]
-    fn scan_filters_by_pattern_type_and_expiry() {
-        let mut db = Db::default();
-        db.set(&k("user:1"), s("a"), None);
-        db.set(&k("user:2"), s("a"), Some(5));
-        db.set(&k("job:1"), s("a"), None);
-        let (cursor, keys) = db.scan(0, 100, Some(&Glob::new(b"user:*")), Some("string"), 10);
-        assert_eq!((cursor, keys), (0, vec![k("user:1")]));
-        let (_, keys) = db.scan(0, 100, None, Some("list"), 10);
-        assert!(keys.is_empty());
-    }
-
-    #[test]
-    fn copy_keeps_ttl_and_respects_replace() {
-        let mut keyspace = Keyspace::default();
-        keyspace.db(0).unwrap().set(&k("a"), s("1"), Some(9_000));
-        keyspace.db(0).unwrap().set(&k("b"), s("2"), None);
-        assert_eq!(keyspace.copy_key(b"a", &k("b"), 0, 0, false, 0), Ok(false));
-        assert_eq!(keyspace.copy_key(b"a", &k("b"), 0, 0, true, 0), Ok(true));
-        assert_eq!(keyspace.db(0).unwrap().expiry(b"b", 0), Expiry::At(9_000));
-        assert_eq!(keyspace.copy_key(b"a", &k("a"), 0, 3, false, 0), Ok(true));
-        assert_eq!(
-            keyspace.copy_key(b"a", &k("a"), 0, 0, false, 0),
-            Err(StoreError::SameObject)
-        );
-        assert_eq!(keyspace.copy_key(b"zz", &k("y"), 0, 0, false, 0), Ok(false));
-    }
-
-    #[test]
-    fn atomically_reenters_on_its_thread_and_excludes_others() {
-        let store = Arc::new(Store::new());
-        let other = Arc::clone(&store);
-        let (started, wait_started) = std::sync::mpsc::channel();
-        let result = store.atomically(|| {
-            store.with(|keyspace| keyspace.db(0).map(|db| db.set(&k("a"), s("1"), None)))?;
-            let writer = std::thread::spawn(move || {
-                let _ = started.send(());
-                other.with(|keyspace| keyspace.db(0).map(|db| db.get(b"a", 0).cloned()))
-            });
-            wait_started.recv().ok();
-            std::thread::sleep(std::time::Duration::from_millis(50));
-            // The other thread is still blocked: this transaction is not finished.
-            assert!(!writer.is_finished());
-            store.with(|keyspace| keyspace.db(0).map(|db| db.set(&k("a"), s("2"), None)))?;
-            Ok::<_, StoreError>(writer)
-        });
-        let seen = result.unwrap().join().unwrap().unwrap();
-        assert_eq!(
-            seen,
-            Some(s("2")),
-            "the other thread saw only the final state"
-        );
-    }
-
-    #[test]
-    fn watchers_are_told_of_changes_expiry_and_flushes() {
-        let mut keyspace = Keyspace::default();
-        let flag = Arc::new(AtomicBool::new(false));
-        let db = keyspace.db(0).unwrap();
-        db.watch(&k("w"), &flag);
-        db.set(&k("other"), s("1"), None);
-        db.notify(events::STRING, "set", b"other");
-        assert!(!flag.load(Ordering::Relaxed), "another key changed");
-        db.set(&k("w"), s("1"), Some(10));
-        db.notify(events::STRING, "set", b"w");
-        assert!(flag.swap(false, Ordering::Relaxed));
-        assert_eq!(db.get(b"w", 20), None, "expired");
-        assert!(
-            flag.swap(false, Ordering::Relaxed),
-            "expiry counts as a change"
-        );
-        db.set(&k("w"), s("1"), None);
-        keyspace.swap(0, 1).unwrap();
-        assert!(
-            flag.swap(false, Ordering::Relaxed),
-            "SWAPDB replaced the watched key"
-        );
-        keyspace.db(0).unwrap().clear();
-        assert!(
-            !flag.load(Ordering::Relaxed),
-            "flushing a db without the key"
-        );
-        keyspace.db(0).unwrap().unwatch(b"w", &flag);
-        keyspace.db(0).unwrap().set(&k("w"), s("2"), None);
-        keyspace.db(0).unwrap().notify(events::STRING, "set", b"w");
-        assert!(!flag.load(Ordering::Relaxed), "unwatched");
-    }
-
-    #[test]
-    fn random_key_returns_live_keys_only() {
-        let mut db = Db::default();
-        assert_eq!(db.random_key(0), None);
-        db.set(&k("dead"), s("x"), Some(1));
-        assert_eq!(db.random_key(5), None);
-        db.set(&k("live"), s("x"), None);
-        assert_eq!(db.random_key(5), Some(k("live")));
-    }
-}
-#[cfg(test)]
-mod layout {
-    /// A lookup in a large keyspace costs cache misses in proportion to a slot's size.
-    #[test]
-    fn an_entry_takes_48_bytes() {
-        assert_eq!(std::mem::size_of::<super::Entry>(), 48);
-    }
-}
+mod tests;

@@ -60,8 +60,20 @@ impl Model {
     }
 }
 
+/// Half the names are longer than a slot holds inline (30 bytes), so both forms of a
+/// stored name are exercised.
 fn name(key: u8) -> Bytes {
-    Bytes::from(format!("key:{key}"))
+    if key.is_multiple_of(2) {
+        Bytes::from(format!("key:{key}"))
+    } else {
+        Bytes::from(format!("a-name-longer-than-a-slot-holds-inline:{key}"))
+    }
+}
+
+/// A value of `v` repeated; the lengths straddle what a slot holds inline (38 bytes).
+fn value_of(v: u8) -> Vec<u8> {
+    let len = [1, 37, 38, 39, 64][usize::from(v % 5)];
+    vec![v; len]
 }
 
 proptest! {
@@ -85,10 +97,10 @@ proptest! {
                         expiry: ttl.map_or(SetExpiry::Clear, |t| SetExpiry::At(now + t)),
                         get: false,
                     };
-                    let outcome = strings::set(&mut db, &name(k), Bytes::from(vec![v]), options, now).unwrap();
+                    let outcome = strings::set(&mut db, &name(k), Bytes::from(value_of(v)), options, now).unwrap();
                     prop_assert_eq!(outcome.written, allowed);
                     if allowed {
-                        model.map.insert(k, (vec![v], ttl.map(|t| now + t)));
+                        model.map.insert(k, (value_of(v), ttl.map(|t| now + t)));
                     }
                 }
                 Op::Get(k) => {
