@@ -27,6 +27,7 @@ pub mod effects;
 pub mod error;
 pub mod events;
 pub mod hashes;
+mod inline;
 pub mod keyspace;
 pub mod lists;
 pub mod packed;

@@ -14,6 +14,7 @@ use std::ops::Deref;
 
 use bytes::Bytes;
 
+use crate::inline::InlineBytes;
 use crate::value::Value;
 
 /// Longest name kept inline.
@@ -28,23 +29,16 @@ pub struct Key(KeyRepr);
 
 #[derive(Clone)]
 enum KeyRepr {
-    Inline {
-        len: u8,
-        bytes: [u8; INLINE_KEY_CAPACITY],
-    },
+    Inline(InlineBytes<INLINE_KEY_CAPACITY>),
     Heap(Box<[u8]>),
 }
 
 impl Key {
     /// A copy of `name`.
     pub fn copy_from_slice(name: &[u8]) -> Key {
-        match u8::try_from(name.len()) {
-            Ok(len) if name.len() <= INLINE_KEY_CAPACITY => {
-                let mut bytes = [0; INLINE_KEY_CAPACITY];
-                bytes[..name.len()].copy_from_slice(name);
-                Key(KeyRepr::Inline { len, bytes })
-            }
-            _ => Key(KeyRepr::Heap(name.into())),
+        match InlineBytes::new(name) {
+            Some(inline) => Key(KeyRepr::Inline(inline)),
+            None => Key(KeyRepr::Heap(name.into())),
         }
     }
 
@@ -55,7 +49,7 @@ impl Key {
 
     /// True when the name lives in the slot itself.
     pub fn is_inline(&self) -> bool {
-        matches!(self.0, KeyRepr::Inline { .. })
+        matches!(self.0, KeyRepr::Inline(_))
     }
 }
 
@@ -64,7 +58,7 @@ impl Deref for Key {
 
     fn deref(&self) -> &[u8] {
         match &self.0 {
-            KeyRepr::Inline { len, bytes } => &bytes[..usize::from(*len)],
+            KeyRepr::Inline(inline) => inline.as_slice(),
             KeyRepr::Heap(bytes) => bytes,
         }
     }

@@ -15,6 +15,8 @@ use std::ops::{Deref, RangeBounds};
 
 use bytes::Bytes;
 
+use crate::inline::InlineBytes;
+
 /// Longest string kept inline.
 pub const INLINE_CAPACITY: usize = 38;
 
@@ -24,39 +26,32 @@ pub struct StringValue(Repr);
 
 #[derive(Clone)]
 enum Repr {
-    Inline {
-        len: u8,
-        bytes: [u8; INLINE_CAPACITY],
-    },
+    Inline(InlineBytes<INLINE_CAPACITY>),
     Shared(Bytes),
 }
 
 impl StringValue {
     /// A copy of `bytes`, inline when it fits, otherwise in an allocation of its own.
     pub fn copy_from_slice(bytes: &[u8]) -> StringValue {
-        Self::inline(bytes)
-            .unwrap_or_else(|| StringValue(Repr::Shared(Bytes::copy_from_slice(bytes))))
+        match InlineBytes::new(bytes) {
+            Some(inline) => StringValue(Repr::Inline(inline)),
+            None => StringValue(Repr::Shared(Bytes::copy_from_slice(bytes))),
+        }
     }
 
     /// `bytes` as a value: copied inline when it fits, otherwise kept as it is, so it
     /// must be a buffer of its own (not a slice of a request).
     pub fn from_bytes(bytes: Bytes) -> StringValue {
-        Self::inline(&bytes).unwrap_or(StringValue(Repr::Shared(bytes)))
-    }
-
-    fn inline(bytes: &[u8]) -> Option<StringValue> {
-        let len = u8::try_from(bytes.len())
-            .ok()
-            .filter(|&len| usize::from(len) <= INLINE_CAPACITY)?;
-        let mut inline = [0; INLINE_CAPACITY];
-        inline[..bytes.len()].copy_from_slice(bytes);
-        Some(StringValue(Repr::Inline { len, bytes: inline }))
+        match InlineBytes::new(&bytes) {
+            Some(inline) => StringValue(Repr::Inline(inline)),
+            None => StringValue(Repr::Shared(bytes)),
+        }
     }
 
     /// The value as `Bytes`: shared when it is stored out of line, copied otherwise.
     pub fn to_bytes(&self) -> Bytes {
         match &self.0 {
-            Repr::Inline { .. } => Bytes::copy_from_slice(self),
+            Repr::Inline(_) => Bytes::copy_from_slice(self),
             Repr::Shared(bytes) => bytes.clone(),
         }
     }
@@ -67,7 +62,7 @@ impl StringValue {
     /// When the range is out of bounds, as slicing does.
     pub fn slice(&self, range: impl RangeBounds<usize>) -> Bytes {
         match &self.0 {
-            Repr::Inline { .. } => {
+            Repr::Inline(_) => {
                 let range = (range.start_bound().cloned(), range.end_bound().cloned());
                 Bytes::copy_from_slice(&self[range])
             }
@@ -77,16 +72,13 @@ impl StringValue {
 
     /// True when the bytes live in the slot itself.
     pub fn is_inline(&self) -> bool {
-        matches!(self.0, Repr::Inline { .. })
+        matches!(self.0, Repr::Inline(_))
     }
 }
 
 impl Default for StringValue {
     fn default() -> Self {
-        StringValue(Repr::Inline {
-            len: 0,
-            bytes: [0; INLINE_CAPACITY],
-        })
+        StringValue::copy_from_slice(b"")
     }
 }
 
@@ -95,7 +87,7 @@ impl Deref for StringValue {
 
     fn deref(&self) -> &[u8] {
         match &self.0 {
-            Repr::Inline { len, bytes } => &bytes[..usize::from(*len)],
+            Repr::Inline(inline) => inline.as_slice(),
             Repr::Shared(bytes) => bytes,
         }
     }
