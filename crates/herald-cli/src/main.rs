@@ -7,6 +7,8 @@
 //! same keys, and flags given on the command line win. Bad input exits with code 2 and
 //! a message naming the problem; failure to start (port in use) exits with code 1.
 
+#[cfg(not(target_env = "msvc"))]
+mod allocator;
 mod gateway;
 mod token;
 
@@ -170,6 +172,8 @@ fn main() -> ExitCode {
         // would take down whichever request was logging.
         .log_internal_errors(false)
         .init();
+    #[cfg(not(target_env = "msvc"))]
+    allocator::install();
     match cli.command {
         Command::Bench(args) => herald_bench::main(args),
         Command::CheckAof(args) => check_aof::main(args),

@@ -46,18 +46,37 @@ pub fn selected_sections(args: &[&str]) -> Vec<&'static str> {
         .collect()
 }
 
-/// Resident set size of this process in bytes, from `/proc/self/status` (0 elsewhere).
-pub fn resident_memory_bytes() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|status| {
-            status
-                .lines()
-                .find(|line| line.starts_with("VmRSS:"))
-                .and_then(|line| line.split_whitespace().nth(1))
-                .and_then(|kb| kb.parse::<u64>().ok())
-        })
-        .map_or(0, |kb| kb * 1024)
+/// INFO memory, in Redis's names: `used_memory` is what the allocator says the program
+/// holds (the resident set when no allocator control is installed).
+fn memory_fields(report: &crate::memory::MemoryReport) -> Vec<(&'static str, String)> {
+    let mut fields = vec![
+        ("used_memory", report.used.to_string()),
+        ("used_memory_human", human_bytes(report.used)),
+        ("used_memory_rss", report.rss.to_string()),
+        ("used_memory_rss_human", human_bytes(report.rss)),
+        ("used_memory_peak", report.peak.to_string()),
+        ("used_memory_peak_human", human_bytes(report.peak)),
+    ];
+    if let Some(stats) = report.allocator {
+        fields.extend([
+            ("allocator_allocated", stats.allocated.to_string()),
+            ("allocator_active", stats.active.to_string()),
+            ("allocator_resident", stats.resident.to_string()),
+            ("allocator_mapped", stats.mapped.to_string()),
+            ("allocator_retained", stats.retained.to_string()),
+        ]);
+    }
+    fields.extend([
+        (
+            "mem_fragmentation_ratio",
+            format!("{:.2}", report.fragmentation_ratio()),
+        ),
+        ("mem_allocator", report.allocator_name.clone()),
+        ("maxmemory", "0".to_owned()),
+        ("maxmemory_human", "0B".to_owned()),
+        ("maxmemory_policy", "noeviction".to_owned()),
+    ]);
+    fields
 }
 
 fn human_bytes(bytes: u64) -> String {
@@ -151,18 +170,7 @@ fn fields(shared: &Shared, section: &str) -> Vec<(&'static str, String)> {
                 ("pubsub_clients", pubsub.to_string()),
             ]
         }
-        "memory" => {
-            let rss = resident_memory_bytes();
-            vec![
-                ("used_memory", rss.to_string()),
-                ("used_memory_human", human_bytes(rss)),
-                ("used_memory_rss", rss.to_string()),
-                ("used_memory_rss_human", human_bytes(rss)),
-                ("maxmemory", "0".to_owned()),
-                ("maxmemory_human", "0B".to_owned()),
-                ("maxmemory_policy", "noeviction".to_owned()),
-            ]
-        }
+        "memory" => memory_fields(&crate::memory::report()),
         "persistence" => crate::command::persistence::info_fields(shared),
         "stats" => {
             let engine = shared.engine.stats();

@@ -8,6 +8,7 @@
 //! - [`command`]: the declarative command table and the handlers, one file per family.
 //! - [`clients`]: the client table behind CLIENT LIST/KILL; [`info`]: INFO text;
 //!   [`config`]: start-up and run-time configuration; [`stats`]: counters.
+//! - [`memory`]: the allocator's figures (INFO memory, MEMORY) and purging.
 //! - [`persistence`]: the append-only file: logging writes, loading, rewriting.
 //!
 //! This crate speaks RESP over TCP and renders INFO; pub/sub itself lives in
@@ -19,6 +20,7 @@ pub mod command;
 pub mod config;
 pub mod connection;
 pub mod info;
+pub mod memory;
 pub mod persistence;
 pub mod server;
 pub mod session;

@@ -66,6 +66,9 @@ pub struct Shared {
     pub run_id: String,
     /// The TCP port actually bound.
     pub port: u16,
+    /// Bytes in use once the server was set up, before any data was loaded (MEMORY
+    /// STATS `startup.allocated`, the base of `keys.bytes-per-key`).
+    pub startup_used_memory: u64,
     /// The addresses bound, as configured.
     pub bind: Vec<SocketAddr>,
     /// The append-only file, while `appendonly` is `yes`. Read by every command (an
@@ -188,6 +191,7 @@ impl Server {
             started: Instant::now(),
             run_id: random_run_id(),
             port,
+            startup_used_memory: crate::memory::report().used,
             bind,
             persistence: ArcSwapOption::empty(),
             loading: AtomicBool::new(false),
@@ -291,12 +295,14 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, connections: Ta
 }
 
 /// Periodic work: enforces soft output limits on clients nobody publishes to any more,
-/// and reclaims expired keys nobody touches (active expiry).
+/// reclaims expired keys nobody touches (active expiry), and samples memory for
+/// INFO's `used_memory_peak`.
 async fn cron(shared: Arc<Shared>) {
     let mut tick = tokio::time::interval(Duration::from_millis(1000 / u64::from(DEFAULT_HZ)));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
+        crate::memory::sample_peak();
         let now = Instant::now();
         for client in shared.clients.snapshot() {
             client.outbox.enforce_limits(now);

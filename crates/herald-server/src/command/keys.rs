@@ -459,7 +459,8 @@ pub const DBSIZE: CommandSpec = CommandSpec {
 };
 
 fn flush(session: &mut Session, out: &mut Output<'_>, args: &[Bytes], all: bool) -> Flow {
-    match args.get(1).map(|arg| arg.to_ascii_lowercase()) {
+    let mode = args.get(1).map(|arg| arg.to_ascii_lowercase());
+    match &mode {
         Some(mode) if args.len() > 2 || (mode != b"sync" && mode != b"async") => {
             out.error(SYNTAX_ERROR);
             return Flow::Continue;
@@ -476,6 +477,13 @@ fn flush(session: &mut Session, out: &mut Output<'_>, args: &[Bytes], all: bool)
         Ok(())
     });
     if flushed.is_some() {
+        // As Redis after a synchronous flush: the allocator would otherwise keep the
+        // freed pages until its decay returns them, or until traffic reuses them.
+        if mode.as_deref() != Some(b"async".as_slice()) {
+            if let Err(err) = crate::memory::purge() {
+                tracing::warn!(%err, "cannot purge the allocator's dirty pages after a flush");
+            }
+        }
         out.ok();
     }
     Flow::Continue

@@ -19,6 +19,7 @@ pub mod hashes;
 pub mod introspection;
 pub mod keys;
 pub mod lists;
+pub mod memory;
 pub mod persistence;
 pub mod pubsub;
 pub mod server;
@@ -177,6 +178,7 @@ pub static COMMANDS: &[&CommandSpec] = &[
     &server::INFO,
     &server::CONFIG,
     &server::TIME,
+    &memory::MEMORY,
     &persistence::BGREWRITEAOF,
     &keys::DBSIZE,
     &keys::FLUSHDB,

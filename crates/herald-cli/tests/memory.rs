@@ -1,0 +1,185 @@
+//! The binary's allocator seen from a real client: INFO memory and MEMORY STATS report
+//! jemalloc's figures, and memory freed by DEL or FLUSHALL goes back to the OS (the
+//! process's resident set, read from /proc, shrinks), which glibc's malloc did not do.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::collections::HashMap;
+
+use redis::Connection;
+
+/// Keys the tests write, each with a 1 KiB value: about 20 MiB in all.
+const KEYS: usize = 20_000;
+const VALUE_BYTES: usize = 1024;
+/// What a load must add to `used_memory`, and give back to the resident set once freed.
+const SIGNIFICANT: u64 = 15 << 20;
+
+fn start() -> (common::Running, Connection) {
+    let server = common::start(["--port", "0", "--no-http"]);
+    let client = redis::Client::open(format!("redis://{}", server.addr)).unwrap();
+    let connection = client.get_connection().unwrap();
+    (server, connection)
+}
+
+fn info_memory(connection: &mut Connection) -> HashMap<String, String> {
+    let text: String = redis::cmd("INFO").arg("memory").query(connection).unwrap();
+    text.lines()
+        .filter_map(|line| line.split_once(':'))
+        .map(|(key, value)| (key.to_owned(), value.trim().to_owned()))
+        .collect()
+}
+
+fn number(fields: &HashMap<String, String>, key: &str) -> u64 {
+    fields
+        .get(key)
+        .unwrap_or_else(|| panic!("INFO memory has no {key}: {fields:?}"))
+        .parse()
+        .unwrap_or_else(|_| panic!("{key} is not a number: {fields:?}"))
+}
+
+fn resident_bytes(server: &common::Running) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{}/status", server.child.id())).unwrap();
+    let kb: u64 = status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|kb| kb.parse().ok())
+        .expect("VmRSS in /proc/PID/status");
+    kb * 1024
+}
+
+fn load(connection: &mut Connection) {
+    let value = vec![b'v'; VALUE_BYTES];
+    for chunk in (0..KEYS).collect::<Vec<_>>().chunks(1000) {
+        let mut pipe = redis::pipe();
+        for key in chunk {
+            pipe.cmd("SET")
+                .arg(format!("key:{key}"))
+                .arg(&value)
+                .ignore();
+        }
+        pipe.query::<()>(connection).unwrap();
+    }
+}
+
+#[test]
+fn info_memory_and_memory_stats_report_the_allocator() {
+    let (_server, mut connection) = start();
+    let before = info_memory(&mut connection);
+    assert!(
+        before["mem_allocator"].starts_with("jemalloc-5."),
+        "{before:?}"
+    );
+    for key in [
+        "allocator_allocated",
+        "allocator_active",
+        "allocator_resident",
+        "used_memory_peak",
+        "mem_fragmentation_ratio",
+    ] {
+        assert!(before.contains_key(key), "no {key} in {before:?}");
+    }
+    load(&mut connection);
+    let after = info_memory(&mut connection);
+    let grown = number(&after, "used_memory") - number(&before, "used_memory");
+    assert!(
+        grown >= SIGNIFICANT,
+        "used_memory grew by {grown} bytes only"
+    );
+    assert!(number(&after, "used_memory_peak") >= number(&after, "used_memory"));
+    assert!(number(&after, "used_memory_rss") >= number(&after, "used_memory"));
+
+    let stats: HashMap<String, redis::Value> = redis::cmd("MEMORY")
+        .arg("STATS")
+        .query(&mut connection)
+        .unwrap();
+    let int = |key: &str| match &stats[key] {
+        redis::Value::Int(n) => *n,
+        other => panic!("{key}: {other:?}"),
+    };
+    assert_eq!(int("keys.count"), KEYS as i64);
+    let per_key = int("keys.bytes-per-key");
+    assert!(
+        (VALUE_BYTES as i64..4 * VALUE_BYTES as i64).contains(&per_key),
+        "{per_key} bytes per key for {VALUE_BYTES}-byte values"
+    );
+    assert!(int("total.allocated") >= int("startup.allocated"));
+    assert!(stats.contains_key("allocator-fragmentation.ratio"));
+
+    let doctor: String = redis::cmd("MEMORY")
+        .arg("DOCTOR")
+        .query(&mut connection)
+        .unwrap();
+    assert!(doctor.contains("Sam"), "{doctor}");
+    let report: String = redis::cmd("MEMORY")
+        .arg("MALLOC-STATS")
+        .query(&mut connection)
+        .unwrap();
+    assert!(
+        report.contains("Begin jemalloc statistics"),
+        "{report:.200}"
+    );
+    let help: Vec<String> = redis::cmd("MEMORY")
+        .arg("HELP")
+        .query(&mut connection)
+        .unwrap();
+    assert!(
+        help.iter().any(|line| line.starts_with("PURGE")),
+        "{help:?}"
+    );
+    let usage = redis::cmd("MEMORY")
+        .arg("USAGE")
+        .arg("key:1")
+        .query::<redis::Value>(&mut connection)
+        .unwrap_err();
+    assert!(usage.to_string().contains("unknown subcommand"), "{usage}");
+    let bare = redis::cmd("MEMORY")
+        .query::<redis::Value>(&mut connection)
+        .unwrap_err();
+    assert!(
+        bare.to_string().contains("wrong number of arguments"),
+        "{bare}"
+    );
+}
+
+#[test]
+fn freed_memory_goes_back_to_the_os_after_del_and_flushall() {
+    let (server, mut connection) = start();
+    load(&mut connection);
+    let loaded = resident_bytes(&server);
+    for chunk in (0..KEYS).collect::<Vec<_>>().chunks(1000) {
+        let mut pipe = redis::pipe();
+        for key in chunk {
+            pipe.cmd("DEL").arg(format!("key:{key}")).ignore();
+        }
+        pipe.query::<()>(&mut connection).unwrap();
+    }
+    let purged: String = redis::cmd("MEMORY")
+        .arg("PURGE")
+        .query(&mut connection)
+        .unwrap();
+    assert_eq!(purged, "OK");
+    let after_del = resident_bytes(&server);
+    assert!(
+        after_del + SIGNIFICANT <= loaded,
+        "resident set {loaded} bytes loaded, {after_del} after DEL and MEMORY PURGE"
+    );
+    let fields = info_memory(&mut connection);
+    assert!(
+        number(&fields, "used_memory_peak") >= number(&fields, "used_memory") + SIGNIFICANT,
+        "the peak remembers the load: {fields:?}"
+    );
+
+    // A synchronous FLUSHALL purges by itself, as Redis's does.
+    load(&mut connection);
+    let reloaded = resident_bytes(&server);
+    let flushed: String = redis::cmd("FLUSHALL").query(&mut connection).unwrap();
+    assert_eq!(flushed, "OK");
+    let after_flush = resident_bytes(&server);
+    assert!(
+        after_flush + SIGNIFICANT <= reloaded,
+        "resident set {reloaded} bytes loaded, {after_flush} after FLUSHALL"
+    );
+}
