@@ -84,8 +84,7 @@ mod tests {
         let control = JemallocControl {
             name: "jemalloc-test".to_owned(),
         };
-        let before = control.stats().map_err(|err| err.to_string());
-        let before = match before {
+        let before = match control.stats() {
             Ok(stats) => stats,
             Err(err) => panic!("jemalloc statistics: {err}"),
         };

@@ -66,11 +66,16 @@ pub struct MemoryReport {
 impl MemoryReport {
     /// Resident set over bytes in use (Redis's `mem_fragmentation_ratio`).
     pub fn fragmentation_ratio(&self) -> f64 {
-        if self.used == 0 {
-            return 0.0;
-        }
-        self.rss as f64 / self.used as f64
+        ratio(self.rss, self.used)
     }
+}
+
+/// `numerator / denominator`, 0 when there is nothing to divide by (an empty server).
+pub fn ratio(numerator: u64, denominator: u64) -> f64 {
+    if denominator == 0 {
+        return 0.0;
+    }
+    numerator as f64 / denominator as f64
 }
 
 /// Reads the figures now (and raises the peak).

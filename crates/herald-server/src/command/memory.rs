@@ -3,7 +3,7 @@
 //! estimate per value type, is not offered: it answers as an unknown subcommand.)
 
 use super::{flag, reply_help, CommandSpec, BASE};
-use crate::memory::MemoryReport;
+use crate::memory::{ratio, MemoryReport};
 use crate::session::{Flow, Output, Session};
 
 const MEMORY_SUB: CommandSpec = CommandSpec {
@@ -103,13 +103,6 @@ pub const MEMORY: CommandSpec = CommandSpec {
 enum Stat {
     Bytes(u64),
     Ratio(f64),
-}
-
-fn ratio(numerator: u64, denominator: u64) -> f64 {
-    if denominator == 0 {
-        return 0.0;
-    }
-    numerator as f64 / denominator as f64
 }
 
 /// The fields of MEMORY STATS this server can tell truthfully, under Redis's names
