@@ -13,6 +13,12 @@
 //! - [`FormatError::Corrupt`]: a byte that cannot be there, with its offset. Something
 //!   other than a crash damaged the file; nothing after it can be trusted.
 //!
+//! Under `appendfsync always` the writer keeps the file's end pre-filled with zeros
+//! (see `writer/runway.rs`), so a crash leaves the records followed by zeros. The
+//! reader takes zeros where a record would start, up to the end of the file, as the end
+//! of the file; a record that breaks off into zeros to the end as a truncation; and
+//! zeros followed by anything else as corruption at that byte.
+//!
 //! It must not allocate in proportion to a declared size: a length field is only a
 //! promise, and bytes are buffered as they are actually read.
 
@@ -98,6 +104,9 @@ pub enum AofEntry {
 pub struct AofReader<R> {
     input: R,
     position: u64,
+    /// The byte consumed last: a record that broke off on a zero may have run into the
+    /// zero-filled tail.
+    last: u8,
 }
 
 /// What a read inside a record found instead of the byte it needed.
@@ -116,10 +125,15 @@ impl From<io::Error> for Stop {
 impl<R: BufRead> AofReader<R> {
     /// A reader positioned at the start of `input`.
     pub fn new(input: R) -> Self {
-        AofReader { input, position: 0 }
+        AofReader {
+            input,
+            position: 0,
+            last: 0,
+        }
     }
 
-    /// Bytes consumed so far: after an `Ok` this is where the next entry starts.
+    /// Bytes consumed so far: after an `Ok` this is where the next entry starts, and
+    /// after `Ok(None)` where the records end (a zero-filled tail is not counted).
     pub fn position(&self) -> u64 {
         self.position
     }
@@ -164,14 +178,49 @@ impl<R: BufRead> AofReader<R> {
 
     fn next_record(&mut self) -> Result<Option<Vec<Bytes>>, FormatError> {
         let start = self.position;
-        if self.input.fill_buf()?.is_empty() {
-            return Ok(None);
+        match self.input.fill_buf()?.first() {
+            None => return Ok(None),
+            Some(0) => {
+                return match self.first_nonzero_after(start)? {
+                    None => Ok(None),
+                    Some(offset) => Err(FormatError::Corrupt {
+                        offset,
+                        reason: "data after the zero-filled end of the file",
+                    }),
+                }
+            }
+            Some(_) => {}
         }
-        self.record().map(Some).map_err(|stop| match stop {
-            Stop::End => FormatError::Truncated { offset: start },
-            Stop::Corrupt { offset, reason } => FormatError::Corrupt { offset, reason },
-            Stop::Io(err) => FormatError::Io(err),
-        })
+        match self.record() {
+            Ok(record) => Ok(Some(record)),
+            Err(Stop::End) => Err(FormatError::Truncated { offset: start }),
+            Err(Stop::Corrupt { offset, reason }) => {
+                if self.last == 0 && self.first_nonzero_after(self.position)?.is_none() {
+                    // A record cut short by a crash, with the file's zero fill after it.
+                    Err(FormatError::Truncated { offset: start })
+                } else {
+                    Err(FormatError::Corrupt { offset, reason })
+                }
+            }
+            Err(Stop::Io(err)) => Err(FormatError::Io(err)),
+        }
+    }
+
+    /// Consumes the rest of the input, which starts at `offset`, and returns where its
+    /// first non-zero byte is, if it has one. `position` stays put: zeros are not data.
+    fn first_nonzero_after(&mut self, mut offset: u64) -> io::Result<Option<u64>> {
+        loop {
+            let buffer = self.input.fill_buf()?;
+            if buffer.is_empty() {
+                return Ok(None);
+            }
+            if let Some(at) = buffer.iter().position(|&byte| byte != 0) {
+                return Ok(Some(offset + at as u64));
+            }
+            let length = buffer.len();
+            self.input.consume(length);
+            offset += length as u64;
+        }
     }
 
     fn record(&mut self) -> Result<Vec<Bytes>, Stop> {
@@ -214,6 +263,7 @@ impl<R: BufRead> AofReader<R> {
         };
         self.input.consume(1);
         self.position += 1;
+        self.last = byte;
         Ok(byte)
     }
 
@@ -289,6 +339,47 @@ mod tests {
 
     fn command(words: &[&str]) -> AofEntry {
         AofEntry::Command(words.iter().map(|w| Bytes::from(w.to_string())).collect())
+    }
+
+    #[test]
+    fn a_zero_filled_tail_is_the_end_of_the_file() {
+        let mut bytes = Vec::new();
+        encode_command(&mut bytes, &["SET", "k", "v"]);
+        let records = bytes.len() as u64;
+        bytes.resize(bytes.len() + 100_000, 0);
+        let mut reader = AofReader::new(&bytes[..]);
+        let (_, first) = reader.next_entry().unwrap().expect("one record");
+        assert_eq!(first, command(&["SET", "k", "v"]));
+        assert!(reader.next_entry().unwrap().is_none());
+        assert_eq!(
+            reader.position(),
+            records,
+            "the zeros are not counted as data"
+        );
+        // Nothing but zeros: an empty file.
+        assert_eq!(read_all(&[0; 10]).0, Vec::new());
+    }
+
+    #[test]
+    fn data_after_the_zeros_is_corruption_at_its_offset() {
+        let mut bytes = Vec::new();
+        encode_command(&mut bytes, &["SET", "k", "v"]);
+        let zeros_at = bytes.len();
+        bytes.resize(zeros_at + 5000, 0);
+        encode_command(&mut bytes, &["SET", "k", "w"]);
+        let (entries, error) = read_all(&bytes);
+        assert_eq!(entries, vec![command(&["SET", "k", "v"])]);
+        match error {
+            Some(FormatError::Corrupt { offset, .. }) => assert_eq!(offset, zeros_at as u64 + 5000),
+            other => panic!("{other:?}"),
+        }
+        // A record that breaks off on a zero with more data after it is corrupt too.
+        let mut bytes = b"*1\r\n$4\r\nPI\0\0\0\0".to_vec();
+        bytes.push(b'x');
+        assert!(matches!(
+            read_all(&bytes).1,
+            Some(FormatError::Corrupt { .. })
+        ));
     }
 
     #[test]
@@ -435,6 +526,34 @@ mod tests {
             }
             let cut = cut.index(bytes.len());
             let (entries, error) = read_all(&bytes[..cut]);
+            let ends: Vec<usize> = starts.iter().skip(1).copied().chain([bytes.len()]).collect();
+            let whole = ends.iter().filter(|&&end| end <= cut).count();
+            prop_assert_eq!(entries.len(), whole);
+            match error {
+                None => prop_assert!(cut == 0 || ends.contains(&cut)),
+                Some(FormatError::Truncated { offset }) => prop_assert_eq!(offset as usize, starts[whole]),
+                Some(other) => prop_assert!(false, "{other:?}"),
+            }
+        }
+
+        /// The same cut followed by the writer's zero fill (a crash under `always`):
+        /// the same records, and the same truncation or clean end.
+        #[test]
+        fn any_cut_into_the_zero_fill_is_a_clean_truncation(
+            commands in prop::collection::vec(arb_command(), 1..10),
+            cut in any::<prop::sample::Index>(),
+            zeros in 1usize..5000,
+        ) {
+            let mut bytes = Vec::new();
+            let mut starts = Vec::new();
+            for command in &commands {
+                starts.push(bytes.len());
+                encode_command(&mut bytes, command);
+            }
+            let cut = cut.index(bytes.len());
+            let mut crashed = bytes[..cut].to_vec();
+            crashed.resize(cut + zeros, 0);
+            let (entries, error) = read_all(&crashed);
             let ends: Vec<usize> = starts.iter().skip(1).copied().chain([bytes.len()]).collect();
             let whole = ends.iter().filter(|&&end| end <= cut).count();
             prop_assert_eq!(entries.len(), whole);

@@ -11,7 +11,10 @@
 //! - *synced*: they are on disk (a crash of the machine loses nothing).
 //!
 //! Under [`FsyncPolicy::Always`] replies wait for *synced* (each woken only by the
-//! fsync that covers it, see `writer/synced.rs`); under `everysec` and `no` for
+//! fsync that covers it, see `writer/synced.rs`), an fsync waits briefly for the cohort
+//! of writes it expects (`writer/cohort.rs`), and records are written over zeros kept
+//! ahead of them, so that an fsync need not write the inode (`writer/runway.rs`; a clean
+//! shutdown cuts the zeros off); under `everysec` and `no` for
 //! *written*, and the thread fsyncs once a second (`everysec`) or never (`no`, the
 //! kernel decides). While writes fail, `everysec` and `no` replies stop waiting (as
 //! Redis answers them: the data is in memory and retried), `always` replies keep waiting.
@@ -52,6 +55,8 @@ use tokio::sync::watch;
 
 use self::synced::SyncedWaiters;
 
+mod cohort;
+mod runway;
 mod synced;
 mod thread;
 
@@ -137,6 +142,9 @@ struct State {
     base_size: u64,
     fsyncs: u64,
     shutdown: bool,
+    /// While the thread waits for a cohort (`writer/cohort.rs`): the sequence whose
+    /// append should wake it; appends before it do not.
+    gather_until: u64,
 }
 
 #[derive(Debug)]
@@ -172,8 +180,30 @@ pub struct AofWriter {
 impl AofWriter {
     /// Opens (or creates) `path` for appending and starts the writer thread.
     pub fn open(path: &Path, policy: FsyncPolicy) -> io::Result<AofWriter> {
-        let file = OpenOptions::new().create(true).append(true).open(path)?;
-        let size = file.metadata()?.len();
+        Self::open_gathering(
+            path,
+            policy,
+            cohort::Gathering::default(),
+            cohort::Cohorts::default(),
+        )
+    }
+
+    fn open_gathering(
+        path: &Path,
+        policy: FsyncPolicy,
+        gathering: cohort::Gathering,
+        cohorts: cohort::Cohorts,
+    ) -> io::Result<AofWriter> {
+        // Not `append`: records are written at an offset, over the zero runway when there
+        // is one (`writer/runway.rs`), and with O_APPEND Linux ignores the offset.
+        let file = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .read(true)
+            .write(true)
+            .open(path)?;
+        let allocated = file.metadata()?.len();
+        let size = runway::logical_end(&file, allocated)?;
         let shared = Arc::new(Shared {
             path: path.to_owned(),
             state: Mutex::new(State {
@@ -187,6 +217,7 @@ impl AofWriter {
                 base_size: size,
                 fsyncs: 0,
                 shutdown: false,
+                gather_until: 0,
             }),
             failing: AtomicBool::new(false),
             wake: Condvar::new(),
@@ -197,7 +228,10 @@ impl AofWriter {
             let shared = Arc::clone(&shared);
             std::thread::Builder::new()
                 .name("herald-aof".to_owned())
-                .spawn(move || thread::WriterThread::new(shared, file, size).run())?
+                .spawn(move || {
+                    thread::WriterThread::new(shared, file, size, allocated, (gathering, cohorts))
+                        .run()
+                })?
         };
         Ok(AofWriter {
             shared,
@@ -236,9 +270,10 @@ impl AofWriter {
         state.appended += 1;
         let sequence = state.appended;
         // The thread needs a wake-up only when it may be idle: the first append of a
-        // batch. `always` waits for every batch, so it is woken each time.
+        // batch. `always` waits for every batch, so it is woken each time, except by
+        // the appends of a cohort it is gathering before the one it waits for.
         let wake = start == 0
-            || state.policy == FsyncPolicy::Always
+            || (state.policy == FsyncPolicy::Always && sequence >= state.gather_until)
             || state.pending.len() >= LINGER_MAX_BYTES;
         drop(state);
         if wake {

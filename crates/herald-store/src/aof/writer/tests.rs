@@ -51,10 +51,46 @@ async fn every_policy_reaches_the_file_before_the_reply() {
             vec![vec!["SET", "a", "1"], vec!["SET", "b", "2"]],
             "{policy}"
         );
+        let size = writer.status().current_size;
+        let length = std::fs::metadata(&path).unwrap().len();
+        if policy == FsyncPolicy::Always {
+            // Zeros written ahead of the records (writer/runway.rs).
+            assert!(length >= size + runway::RUNWAY_BYTES / 2, "{length} {size}");
+        } else {
+            assert_eq!(size, length, "{policy}");
+        }
+        // A clean shutdown leaves the records only, as Redis's file.
+        drop(writer);
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), size, "{policy}");
+    }
+}
+
+#[tokio::test]
+async fn a_file_left_with_its_zero_runway_is_continued_after_its_last_record() {
+    let dir = temp_dir("runway");
+    let path = dir.join("appendonly.aof");
+    // What a crash under `always` leaves: records, then zeros.
+    let mut crashed = Vec::new();
+    encode_command(&mut crashed, &["SET", "a", "1"]);
+    let records = crashed.len() as u64;
+    crashed.resize(crashed.len() + 200_000, 0);
+    std::fs::write(&path, &crashed).unwrap();
+    for policy in [FsyncPolicy::Always, FsyncPolicy::EverySec] {
+        let writer = AofWriter::open(&path, policy).unwrap();
+        assert_eq!(writer.status().current_size, records);
+        let sequence = append(&writer, &["SET", "b", policy.to_string().as_str()]);
+        writer.durable(sequence).await;
+        drop(writer);
+        let mut grown = Vec::new();
+        encode_command(&mut grown, &["SET", "b", policy.to_string().as_str()]);
         assert_eq!(
-            writer.status().current_size,
-            std::fs::metadata(&path).unwrap().len()
+            commands_in(&path).last().cloned(),
+            Some(vec!["SET".to_owned(), "b".to_owned(), policy.to_string()])
         );
+        // Right after the old record, and the file ends there (no zeros in between).
+        let written = std::fs::read(&path).unwrap();
+        assert_eq!(&written[records as usize..], &grown[..]);
+        std::fs::write(&path, &crashed).unwrap();
     }
 }
 
@@ -259,4 +295,90 @@ fn policies_parse_like_redis() {
     assert_eq!("no".parse(), Ok(FsyncPolicy::No));
     assert!("sometimes".parse::<FsyncPolicy>().is_err());
     assert_eq!(FsyncPolicy::EverySec.to_string(), "everysec");
+}
+
+/// A writer under `always` that expects cohorts of `expected` writes, with the waiting
+/// limits scaled up so that a loaded machine cannot blur them.
+fn gathering_writer(name: &str, expected: u64, quiet_ms: u64, patience_ms: u64) -> AofWriter {
+    let path = temp_dir(name).join("appendonly.aof");
+    let gathering = cohort::Gathering {
+        quiet: Duration::from_millis(quiet_ms),
+        patience_percent: 0,
+        patience_floor: Duration::from_millis(patience_ms),
+        patience_ceiling: Duration::from_millis(patience_ms),
+    };
+    AofWriter::open_gathering(
+        &path,
+        FsyncPolicy::Always,
+        gathering,
+        cohort::Cohorts::expecting(expected),
+    )
+    .unwrap()
+}
+
+#[tokio::test]
+async fn an_fsync_waits_for_the_cohort_it_expects() {
+    let writer = gathering_writer("cohort", 4, 2_000, 10_000);
+    let started = Instant::now();
+    let mut last = 0;
+    for n in 0..4 {
+        last = append(&writer, &["SET", "k", &n.to_string()]);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    writer.durable(last).await;
+    assert_eq!(
+        writer.status().fsyncs,
+        1,
+        "the four writes shared one fsync"
+    );
+    // It went as soon as the fourth arrived, not at the end of its patience.
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+#[tokio::test]
+async fn a_smaller_cohort_ends_the_wait_when_writes_stop() {
+    let writer = gathering_writer("quiet", 20, 200, 20_000);
+    let started = Instant::now();
+    let sequence = append(&writer, &["SET", "k", "v"]);
+    writer.durable(sequence).await;
+    let waited = started.elapsed();
+    assert!(waited >= Duration::from_millis(150), "{waited:?}");
+    assert!(
+        waited < Duration::from_secs(10),
+        "waited for the missing 19: {waited:?}"
+    );
+}
+
+#[tokio::test]
+async fn the_wait_for_a_cohort_is_bounded() {
+    let writer = gathering_writer("patience", 20, 20_000, 300);
+    let started = Instant::now();
+    for n in 0..3 {
+        let sequence = append(&writer, &["SET", "k", &n.to_string()]);
+        writer.durable(sequence).await;
+    }
+    let waited = started.elapsed();
+    // At most the patience per fsync, however long the quiet gap would have been.
+    assert!(waited >= Duration::from_millis(300), "{waited:?}");
+    assert!(waited < Duration::from_secs(10), "{waited:?}");
+}
+
+#[tokio::test]
+async fn a_lone_writer_never_waits_for_a_cohort() {
+    let writer = gathering_writer("lone", 1, 20_000, 20_000);
+    let started = Instant::now();
+    for n in 0..5 {
+        let sequence = append(&writer, &["SET", "k", &n.to_string()]);
+        writer.durable(sequence).await;
+    }
+    assert_eq!(writer.status().fsyncs, 5);
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
 }

@@ -5,12 +5,15 @@
 //! switching files.
 
 use std::fs::{File, OpenOptions};
-use std::io::{self, Write};
+use std::io;
+use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use super::cohort::{Cohorts, Gathering};
+use super::runway;
 use super::{
     FsyncPolicy, Shared, State, FSYNC_INTERVAL, LINGER_MAX_BYTES, SHUTDOWN_ATTEMPTS, WRITE_LINGER,
 };
@@ -19,8 +22,11 @@ use super::{
 pub(super) struct WriterThread {
     shared: Arc<Shared>,
     file: File,
-    /// Size of the file up to its last whole record (what a failed write is cut back to).
+    /// Size of the file up to its last whole record (what a failed write is cut back to),
+    /// where the next batch is written.
     size: u64,
+    /// Length of the file: `size` plus the zero runway, if there is one.
+    allocated: u64,
     /// Size up to the last successful fsync.
     synced_size: u64,
     /// Under `always`: the bytes written since the last successful fsync, written again
@@ -30,20 +36,31 @@ pub(super) struct WriterThread {
     synced_sequence: u64,
     last_sync: Instant,
     batch: Vec<u8>,
+    gathering: Gathering,
+    cohorts: Cohorts,
 }
 
 impl WriterThread {
-    pub(super) fn new(shared: Arc<Shared>, file: File, size: u64) -> Self {
+    pub(super) fn new(
+        shared: Arc<Shared>,
+        file: File,
+        size: u64,
+        allocated: u64,
+        (gathering, cohorts): (Gathering, Cohorts),
+    ) -> Self {
         WriterThread {
             shared,
             file,
             size,
+            allocated,
             synced_size: size,
             unsynced: Vec::new(),
             written_sequence: 0,
             synced_sequence: 0,
             last_sync: Instant::now(),
             batch: Vec::new(),
+            gathering,
+            cohorts,
         }
     }
 
@@ -85,11 +102,22 @@ impl WriterThread {
                 continue;
             }
             lingered = false;
+            if state.policy == FsyncPolicy::Always
+                && !state.shutdown
+                && !failing
+                && !state.pending.is_empty()
+            {
+                self.gather(&mut state);
+                if state.switch.is_some() {
+                    continue;
+                }
+            }
             let shutdown = state.shutdown && state.pending.is_empty();
             std::mem::swap(&mut self.batch, &mut state.pending);
             let sequence = state.appended;
             let policy = state.policy;
             drop(state);
+            self.cohorts.taken(sequence - self.written_sequence);
 
             if !self.batch.is_empty() && !self.write_batch(sequence, policy) {
                 if shutdown_failures == SHUTDOWN_ATTEMPTS && self.give_up() {
@@ -110,16 +138,50 @@ impl WriterThread {
                 continue;
             }
             if shutdown {
+                self.trim_runway();
                 return;
             }
         }
     }
 
+    /// Under `always`, before an fsync: waits for the cohort of writes it expects (see
+    /// `cohort.rs`), with the lock released meanwhile.
+    fn gather(&self, state: &mut parking_lot::MutexGuard<'_, State>) {
+        let due = self.written_sequence + self.cohorts.expected();
+        if state.appended >= due {
+            return;
+        }
+        let deadline = Instant::now() + self.cohorts.patience(&self.gathering);
+        state.gather_until = due;
+        let mut seen = state.appended;
+        loop {
+            let now = Instant::now();
+            if now >= deadline {
+                break;
+            }
+            let wait = self.gathering.quiet.min(deadline - now);
+            self.shared.wake.wait_for(state, wait);
+            if state.appended >= due
+                || state.appended == seen
+                || state.shutdown
+                || state.switch.is_some()
+            {
+                break;
+            }
+            seen = state.appended;
+        }
+        state.gather_until = 0;
+    }
+
     /// Writes the batch; on failure cuts the file back and puts the batch back in front.
     fn write_batch(&mut self, sequence: u64, policy: FsyncPolicy) -> bool {
-        match self.file.write_all(&self.batch) {
+        if policy == FsyncPolicy::Always {
+            self.extend_runway(self.batch.len() as u64);
+        }
+        match self.file.write_all_at(&self.batch, self.size) {
             Ok(()) => {
                 self.size += self.batch.len() as u64;
+                self.allocated = self.allocated.max(self.size);
                 if policy == FsyncPolicy::Always {
                     self.unsynced.extend_from_slice(&self.batch);
                 }
@@ -145,8 +207,11 @@ impl WriterThread {
                     path = %self.shared.path.display(),
                     "cannot write the append-only file: {err}; retrying every second, write commands are refused meanwhile"
                 );
-                if let Err(cut) = self.file.set_len(self.size) {
-                    tracing::error!("cannot cut a partial record off the append-only file: {cut}");
+                match self.file.set_len(self.size) {
+                    Ok(()) => self.allocated = self.size,
+                    Err(cut) => tracing::error!(
+                        "cannot cut a partial record off the append-only file: {cut}"
+                    ),
                 }
                 let mut state = self.shared.state.lock();
                 self.batch.extend_from_slice(&state.pending);
@@ -164,8 +229,10 @@ impl WriterThread {
     }
 
     fn sync(&mut self, policy: FsyncPolicy) -> bool {
+        let started = Instant::now();
         match self.file.sync_data() {
             Ok(()) => {
+                self.cohorts.synced(started.elapsed());
                 self.last_sync = Instant::now();
                 self.shared.state.lock().fsyncs += 1;
                 self.synced_size = self.size;
@@ -193,6 +260,7 @@ impl WriterThread {
                     // Write the unsynced bytes again: the kernel may have dropped them.
                     if self.file.set_len(self.synced_size).is_ok() {
                         self.size = self.synced_size;
+                        self.allocated = self.synced_size;
                         self.unsynced.extend_from_slice(&state.pending);
                         std::mem::swap(&mut self.unsynced, &mut state.pending);
                         self.unsynced.clear();
@@ -200,6 +268,50 @@ impl WriterThread {
                 }
                 false
             }
+        }
+    }
+
+    /// Under `always`: makes sure zeros lie ahead of the next `incoming` bytes, so that
+    /// their fsync does not have to write the inode (see `runway.rs`). The fsync that
+    /// follows makes the zeros durable with the batch. A failure only means no runway:
+    /// the batch is then written past the end of the file, as without one.
+    fn extend_runway(&mut self, incoming: u64) {
+        let Some(target) = runway::extension(self.size, incoming, self.allocated) else {
+            return;
+        };
+        let from = self.allocated.max(self.size);
+        match runway::fill(&self.file, from, target) {
+            Ok(()) => self.allocated = target,
+            Err(err) => {
+                tracing::warn!(
+                    path = %self.shared.path.display(),
+                    "cannot zero-fill ahead of the append-only file ({err}); writing without"
+                );
+                match self.file.set_len(self.size) {
+                    Ok(()) => self.allocated = self.size,
+                    Err(_) => self.allocated = self.allocated.max(self.size),
+                }
+            }
+        }
+    }
+
+    /// At a clean shutdown: cuts the zero runway off, so that the file ends with its last
+    /// record (as Redis's does) and its size is the size of its records.
+    fn trim_runway(&mut self) {
+        if self.allocated <= self.size {
+            return;
+        }
+        let trimmed = self
+            .file
+            .set_len(self.size)
+            .and_then(|()| self.file.sync_all());
+        match trimmed {
+            Ok(()) => self.allocated = self.size,
+            // Harmless: the next start finds the records' end and reads the zeros as the end.
+            Err(err) => tracing::warn!(
+                path = %self.shared.path.display(),
+                "cannot cut the zero-filled tail off the append-only file: {err}"
+            ),
         }
     }
 
@@ -228,8 +340,10 @@ impl WriterThread {
         let Some(copy) = state.rewrite.take() else {
             return Err(io::Error::other("no rewrite in progress"));
         };
-        let mut file = OpenOptions::new().append(true).open(snapshot)?;
-        file.write_all(&copy)?;
+        // Not `append`, like the live file (see `AofWriter::open`).
+        let file = OpenOptions::new().read(true).write(true).open(snapshot)?;
+        let snapshot_size = file.metadata()?.len();
+        file.write_all_at(&copy, snapshot_size)?;
         file.sync_all()?;
         std::fs::rename(snapshot, &self.shared.path)?;
         if let Some(dir) = self.shared.path.parent() {
@@ -240,9 +354,10 @@ impl WriterThread {
             };
             File::open(dir)?.sync_all()?;
         }
-        let size = file.metadata()?.len();
+        let size = snapshot_size + copy.len() as u64;
         self.file = file;
         self.size = size;
+        self.allocated = size;
         self.synced_size = size;
         self.unsynced.clear();
         self.batch.clear();
