@@ -35,7 +35,16 @@ pub fn main(args: CheckAofArgs) -> ExitCode {
         report.size, report.entries, report.commands
     );
     let Some(problem) = &report.problem else {
-        println!("AOF is valid");
+        if report.valid_up_to < report.size {
+            println!(
+                "AOF is valid: its records end at offset {}, followed by {} bytes of zeros \
+                 (written ahead under appendfsync always; a clean shutdown removes them)",
+                report.valid_up_to,
+                report.size - report.valid_up_to
+            );
+        } else {
+            println!("AOF is valid");
+        }
         return ExitCode::SUCCESS;
     };
     match problem {

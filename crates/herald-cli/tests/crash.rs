@@ -234,6 +234,28 @@ fn check_aof_reports_and_fix_repairs() {
         "{text}"
     );
 
+    // What a crash under `always` leaves: the records, then the zeros written ahead.
+    let mut crashed = file.clone().into_bytes();
+    crashed.resize(crashed.len() + 50_000, 0);
+    std::fs::write(&path, &crashed).unwrap();
+    let (code, text) = check_aof(&[shown]);
+    assert_eq!(code, 0, "{text}");
+    assert!(
+        text.contains("3 commands")
+            && text.contains(&format!("records end at offset {}", file.len()))
+            && text.contains("50000 bytes of zeros"),
+        "{text}"
+    );
+    // Zeros and then data again is damage, not a crash's tail.
+    crashed.extend_from_slice(file.as_bytes());
+    std::fs::write(&path, &crashed).unwrap();
+    let (code, text) = check_aof(&[shown]);
+    assert_eq!(code, 1, "{text}");
+    assert!(
+        text.contains("damaged") && text.contains("zero-filled"),
+        "{text}"
+    );
+
     std::fs::write(&path, &file[..file.len() - 4]).unwrap();
     let (code, text) = check_aof(&[shown]);
     assert_eq!(code, 1, "{text}");
