@@ -178,3 +178,39 @@ fn freed_memory_goes_back_to_the_os_after_del_and_flushall() {
         "resident set {reloaded} bytes loaded, {after_flush} after FLUSHALL"
     );
 }
+
+/// Many small keys, deleted one by one: the key table sized for them is given back by
+/// the cron (Redis resizes its dicts the same way), not kept at its peak forever.
+#[test]
+fn the_key_table_shrinks_after_most_keys_are_deleted() {
+    const SMALL_KEYS: usize = 200_000;
+    let (_server, mut connection) = start();
+    let empty = number(&info_memory(&mut connection), "used_memory");
+    let keys: Vec<usize> = (0..SMALL_KEYS).collect();
+    for chunk in keys.chunks(5000) {
+        let mut pipe = redis::pipe();
+        for key in chunk {
+            pipe.cmd("SET").arg(format!("k{key}")).arg("v").ignore();
+        }
+        pipe.query::<()>(&mut connection).unwrap();
+    }
+    let loaded = number(&info_memory(&mut connection), "used_memory");
+    assert!(loaded > empty + (8 << 20), "{empty} -> {loaded}");
+    for chunk in keys.chunks(5000) {
+        let mut pipe = redis::pipe();
+        for key in chunk {
+            pipe.cmd("DEL").arg(format!("k{key}")).ignore();
+        }
+        pipe.query::<()>(&mut connection).unwrap();
+    }
+    // The cron runs ten times a second; give it three seconds.
+    let mut used = u64::MAX;
+    for _ in 0..60 {
+        used = number(&info_memory(&mut connection), "used_memory");
+        if used < empty + (loaded - empty) / 10 {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    panic!("used_memory {empty} empty, {loaded} with {SMALL_KEYS} keys, still {used} after deleting them");
+}

@@ -295,8 +295,8 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, connections: Ta
 }
 
 /// Periodic work: enforces soft output limits on clients nobody publishes to any more,
-/// reclaims expired keys nobody touches (active expiry), and samples memory for
-/// INFO's `used_memory_peak`.
+/// reclaims expired keys nobody touches (active expiry), shrinks key tables that
+/// deletes left mostly empty, and samples memory for INFO's `used_memory_peak`.
 async fn cron(shared: Arc<Shared>) {
     let mut tick = tokio::time::interval(Duration::from_millis(1000 / u64::from(DEFAULT_HZ)));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -311,6 +311,7 @@ async fn cron(shared: Arc<Shared>) {
         let (flags, events) = shared.store.with(|keyspace| {
             let now = unix_time_millis();
             keyspace.active_expire_cycle(now);
+            keyspace.shrink_sparse_tables();
             // A stream that expired under blocked group readers answers them now (NOGROUP),
             // not at the next command that happens to touch its database.
             keyspace.serve_blocked(now);

@@ -36,6 +36,17 @@ const ACTIVE_EXPIRE_REPEAT_PERCENT: usize = 10;
 /// Bound on repeated sampling rounds per database per run, so one cycle stays short.
 pub const ACTIVE_EXPIRE_MAX_ROUNDS: usize = 16;
 
+/// A key table is shrunk once its keys fill less than this share of it (Redis resizes a
+/// dict below 10 %): deleting most keys must give their memory back, not keep a table
+/// sized for the peak forever.
+const SHRINK_BELOW_PERCENT: usize = 10;
+/// Tables smaller than this are not worth shrinking.
+const SHRINK_MIN_CAPACITY: usize = 4096;
+/// A shrink copies every key left into the new table under the keyspace lock, so it is
+/// done only while at most this many are left (about a millisecond); a larger sparse
+/// table waits until more of its keys are gone.
+const SHRINK_MAX_ENTRIES: usize = 1 << 16;
+
 /// One logical database.
 #[derive(Debug, Default)]
 pub struct Db {
@@ -54,6 +65,10 @@ pub struct Db {
     /// While the append-only file is replayed nothing expires: keys vanish only where
     /// the file says `DEL`, as they did live.
     expiry_paused: bool,
+    /// The most keys, and keys with an expiry, held since the tables were last shrunk:
+    /// what their allocations are sized for (hashbrown's `capacity` shrinks as deletes
+    /// leave tombstones, so it cannot tell).
+    high_water: (usize, usize),
 }
 
 /// A key's remaining life, as TTL/PTTL report it.
@@ -258,7 +273,9 @@ impl Db {
             None => {
                 self.notify(events::NEW, "new", key);
                 let entry = Entry::new(make(), None);
-                self.entries.insert_full(Key::copy_from_slice(key), entry).0
+                let index = self.entries.insert_full(Key::copy_from_slice(key), entry).0;
+                self.high_water.0 = self.high_water.0.max(self.entries.len());
+                index
             }
         };
         &mut self.entries[index].value
@@ -292,6 +309,7 @@ impl Db {
                     self.notify(events::NEW, "new", key);
                 }
                 self.entries.insert(Key::copy_from_slice(key), entry);
+                self.high_water.0 = self.high_water.0.max(self.entries.len());
             }
         }
         self.track_expiry(key, expires_at_ms.is_some());
@@ -303,6 +321,7 @@ impl Db {
             self.volatile.swap_remove(key);
         } else if !self.volatile.contains(key) {
             self.volatile.insert(Key::copy_from_slice(key));
+            self.high_water.1 = self.high_water.1.max(self.volatile.len());
         }
     }
 
@@ -437,6 +456,29 @@ impl Db {
         self.waiters.mark_all_ready();
         self.entries = IndexMap::new();
         self.volatile = IndexSet::new();
+        self.high_water = (0, 0);
+    }
+
+    /// Shrinks the key tables that deletes left mostly empty (see
+    /// [`SHRINK_BELOW_PERCENT`]), to twice what they hold. True when one was shrunk.
+    pub fn shrink_if_sparse(&mut self) -> bool {
+        let sparse = |len: usize, high_water: usize| {
+            high_water >= SHRINK_MIN_CAPACITY
+                && len * 100 < high_water * SHRINK_BELOW_PERCENT
+                && len <= SHRINK_MAX_ENTRIES
+        };
+        let mut shrunk = false;
+        if sparse(self.entries.len(), self.high_water.0) {
+            self.entries.shrink_to(self.entries.len() * 2);
+            self.high_water.0 = self.entries.len();
+            shrunk = true;
+        }
+        if sparse(self.volatile.len(), self.high_water.1) {
+            self.volatile.shrink_to(self.volatile.len() * 2);
+            self.high_water.1 = self.volatile.len();
+            shrunk = true;
+        }
+        shrunk
     }
 
     /// One round of active expiry on this database: samples keys with an expiry and

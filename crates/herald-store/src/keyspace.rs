@@ -258,6 +258,15 @@ impl Keyspace {
         self.dbs.iter_mut().map(|db| db.active_expire(now_ms)).sum()
     }
 
+    /// Shrinks the key tables that deletes left mostly empty, all databases (the
+    /// server's cron calls it); returns how many databases had one shrunk.
+    pub fn shrink_sparse_tables(&mut self) -> usize {
+        self.dbs
+            .iter_mut()
+            .filter_map(|db| db.shrink_if_sparse().then_some(()))
+            .count()
+    }
+
     /// Expired keys reclaimed since start, all databases.
     pub fn expired_keys(&self) -> u64 {
         self.dbs.iter().map(Db::expired_keys).sum()

@@ -241,3 +241,49 @@ fn random_key_returns_live_keys_only() {
     db.set(&k("live"), s("x"), None);
     assert_eq!(db.random_key(5), Some(k("live")));
 }
+
+#[test]
+fn tables_that_deletes_left_mostly_empty_are_shrunk() {
+    let mut db = Db::default();
+    for n in 0..100_000 {
+        db.set(format!("key:{n}").as_bytes(), s("v"), Some(u64::MAX / 2));
+    }
+    let peak = (db.entries.capacity(), db.volatile.capacity());
+    assert!(!db.shrink_if_sparse(), "a full table stays");
+    for n in 0..99_000 {
+        assert!(db.remove(format!("key:{n}").as_bytes(), 0).is_some());
+    }
+    assert!(db.shrink_if_sparse());
+    assert!(db.entries.capacity() < peak.0 / 20, "{peak:?}");
+    assert!(db.volatile.capacity() < peak.1 / 20, "{peak:?}");
+    assert!(!db.shrink_if_sparse(), "already shrunk");
+    // What is left is all there.
+    assert_eq!(db.entries.len(), 1000);
+    assert!(db.entries.contains_key(&b"key:99999"[..]));
+    assert!(db.volatile.contains(&b"key:99000"[..]));
+}
+
+#[test]
+fn a_sparse_table_with_many_keys_left_waits_and_small_tables_are_left_alone() {
+    let mut db = Db::default();
+    for n in 0..(SHRINK_MAX_ENTRIES * 11) {
+        db.set(format!("key:{n}").as_bytes(), s("v"), None);
+    }
+    let capacity = db.entries.capacity();
+    for n in (SHRINK_MAX_ENTRIES + 1)..(SHRINK_MAX_ENTRIES * 11) {
+        db.remove(format!("key:{n}").as_bytes(), 0);
+    }
+    // Under 10 % full, but a shrink would copy more than SHRINK_MAX_ENTRIES keys.
+    assert!(!db.shrink_if_sparse());
+    db.remove(b"key:0", 0);
+    assert!(db.shrink_if_sparse());
+    assert!(db.entries.capacity() < capacity / 4, "{capacity}");
+    let mut small = Db::default();
+    for n in 0..1000 {
+        small.set(format!("key:{n}").as_bytes(), s("v"), None);
+    }
+    for n in 0..1000 {
+        small.remove(format!("key:{n}").as_bytes(), 0);
+    }
+    assert!(!small.shrink_if_sparse(), "below SHRINK_MIN_CAPACITY");
+}
