@@ -119,15 +119,10 @@ fn info_memory_and_memory_stats_report_the_allocator() {
         .query(&mut connection)
         .unwrap();
     assert!(
-        help.iter().any(|line| line.starts_with("PURGE")),
+        help.iter().any(|line| line.starts_with("PURGE"))
+            && help.iter().any(|line| line.starts_with("USAGE <key>")),
         "{help:?}"
     );
-    let usage = redis::cmd("MEMORY")
-        .arg("USAGE")
-        .arg("key:1")
-        .query::<redis::Value>(&mut connection)
-        .unwrap_err();
-    assert!(usage.to_string().contains("unknown subcommand"), "{usage}");
     let bare = redis::cmd("MEMORY")
         .query::<redis::Value>(&mut connection)
         .unwrap_err();
@@ -213,4 +208,96 @@ fn the_key_table_shrinks_after_most_keys_are_deleted() {
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
     panic!("used_memory {empty} empty, {loaded} with {SMALL_KEYS} keys, still {used} after deleting them");
+}
+
+fn usage(connection: &mut Connection, args: &[&str]) -> redis::RedisResult<Option<i64>> {
+    redis::cmd("MEMORY")
+        .arg("USAGE")
+        .arg(args)
+        .query(connection)
+}
+
+/// MEMORY USAGE, as redis-cli's `--memkeys` and RedisInsight call it: nil for a missing
+/// key, a size that follows what the value holds, Redis's errors for bad options.
+#[test]
+fn memory_usage_estimates_a_key_and_its_value() {
+    let (_server, mut connection) = start();
+    assert_eq!(usage(&mut connection, &["missing"]).unwrap(), None);
+    let _: () = redis::cmd("SET")
+        .arg("small")
+        .arg("v")
+        .query(&mut connection)
+        .unwrap();
+    let _: () = redis::cmd("SET")
+        .arg("large")
+        .arg(vec![b'x'; 10_000])
+        .query(&mut connection)
+        .unwrap();
+    let small = usage(&mut connection, &["small"]).unwrap().unwrap();
+    let large = usage(&mut connection, &["large"]).unwrap().unwrap();
+    assert!(small > 0 && small < 200, "{small}");
+    assert!(
+        large >= small + 10_000 && large < small + 11_000,
+        "{small} {large}"
+    );
+
+    let elements: Vec<String> = (0..10_000).map(|n| format!("element-{n:06}")).collect();
+    let _: () = redis::cmd("RPUSH")
+        .arg("list")
+        .arg(&elements[..10])
+        .query(&mut connection)
+        .unwrap();
+    let short_list = usage(&mut connection, &["list"]).unwrap().unwrap();
+    let _: () = redis::cmd("RPUSH")
+        .arg("list")
+        .arg(&elements[10..])
+        .query(&mut connection)
+        .unwrap();
+    let long_list = usage(&mut connection, &["list"]).unwrap().unwrap();
+    assert!(long_list > short_list + 100_000, "{short_list} {long_list}");
+
+    // A hash whose fields grow: the first five say little, SAMPLES 0 looks at all.
+    for n in 0..1000 {
+        let _: () = redis::cmd("HSET")
+            .arg("hash")
+            .arg(format!("f{n}"))
+            .arg(vec![b'v'; if n < 5 { 1 } else { 1000 }])
+            .query(&mut connection)
+            .unwrap();
+    }
+    let sampled = usage(&mut connection, &["hash"]).unwrap().unwrap();
+    let exact = usage(&mut connection, &["hash", "SAMPLES", "0"])
+        .unwrap()
+        .unwrap();
+    assert!(
+        exact > 990_000 && exact > sampled + 900_000,
+        "{sampled} {exact}"
+    );
+
+    let _: () = redis::cmd("XADD")
+        .arg("stream")
+        .arg("*")
+        .arg("field")
+        .arg("value")
+        .query(&mut connection)
+        .unwrap();
+    assert!(usage(&mut connection, &["stream"]).unwrap().unwrap() > 0);
+
+    for (args, error) in [
+        (&["small", "SAMPLES"][..], "syntax error"),
+        (&["small", "FOO", "1"][..], "syntax error"),
+        (&["small", "SAMPLES", "-1"][..], "syntax error"),
+        (&["small", "SAMPLES", "many"][..], "not an integer"),
+    ] {
+        let err = usage(&mut connection, args).unwrap_err();
+        assert!(err.to_string().contains(error), "{args:?}: {err}");
+    }
+    let err = redis::cmd("MEMORY")
+        .arg("USAGE")
+        .query::<Option<i64>>(&mut connection)
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("wrong number of arguments"),
+        "{err}"
+    );
 }

@@ -47,6 +47,9 @@ const SHRINK_MIN_CAPACITY: usize = 4096;
 /// table waits until more of its keys are gone.
 const SHRINK_MAX_ENTRIES: usize = 1 << 16;
 
+/// What one entry of the key table takes in its `IndexMap`: its hash, key and entry.
+pub(crate) const TABLE_ENTRY_BYTES: usize = std::mem::size_of::<(u64, Key, Entry)>();
+
 /// One logical database.
 #[derive(Debug, Default)]
 pub struct Db {
@@ -238,6 +241,14 @@ impl Db {
         }
         self.expire(key);
         None
+    }
+
+    /// Bytes the live `key` and its value take (MEMORY USAGE), with `samples` elements
+    /// of a hash looked at (0: all); see [`crate::usage`].
+    pub fn memory_usage(&mut self, key: &[u8], now_ms: u64, samples: usize) -> Option<usize> {
+        let index = self.live_index(key, now_ms)?;
+        let (stored, entry) = self.entries.get_index(index)?;
+        Some(crate::usage::key_usage(stored, &entry.value, samples))
     }
 
     /// The live value of `key`.
@@ -460,7 +471,7 @@ impl Db {
     }
 
     /// Shrinks the key tables that deletes left mostly empty (see
-    /// [`SHRINK_BELOW_PERCENT`]), to twice what they hold. True when one was shrunk.
+    /// `SHRINK_BELOW_PERCENT`), to twice what they hold. True when one was shrunk.
     pub fn shrink_if_sparse(&mut self) -> bool {
         let sparse = |len: usize, high_water: usize| {
             high_water >= SHRINK_MIN_CAPACITY

@@ -33,6 +33,7 @@ pub mod lists;
 pub mod packed;
 pub mod stream;
 pub mod strings;
+pub mod usage;
 pub mod value;
 
 pub use db::Db;

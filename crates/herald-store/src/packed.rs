@@ -176,6 +176,17 @@ impl PackedList {
         self.len
     }
 
+    /// Bytes this list has allocated (its chunks' buffers and their index), for MEMORY
+    /// USAGE. O(chunks), which is O(len / hundreds).
+    pub fn heap_bytes(&self) -> usize {
+        self.chunks.capacity() * std::mem::size_of::<Chunk>()
+            + self
+                .chunks
+                .iter()
+                .map(|chunk| chunk.data.capacity())
+                .sum::<usize>()
+    }
+
     /// True when empty.
     pub fn is_empty(&self) -> bool {
         self.len == 0

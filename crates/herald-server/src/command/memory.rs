@@ -1,8 +1,12 @@
 //! MEMORY STATS, MEMORY PURGE, MEMORY MALLOC-STATS, MEMORY DOCTOR and MEMORY HELP, over
-//! the allocator figures of [`crate::memory`]. (MEMORY USAGE, which needs a size
-//! estimate per value type, is not offered: it answers as an unknown subcommand.)
+//! the allocator figures of [`crate::memory`]; MEMORY USAGE over the size estimates of
+//! [`herald_store::usage`].
 
-use super::{flag, reply_help, CommandSpec, BASE};
+use bytes::Bytes;
+
+use super::{
+    flag, parse_i64, reply_help, with_db, CommandSpec, BASE, NOT_AN_INTEGER, SYNTAX_ERROR,
+};
 use crate::memory::{ratio, MemoryReport};
 use crate::session::{Flow, Output, Session};
 
@@ -29,6 +33,16 @@ pub const MEMORY: CommandSpec = CommandSpec {
             arity: 2,
             summary: "Returns details about memory usage.",
             handler: Some(stats),
+            ..MEMORY_SUB
+        },
+        CommandSpec {
+            name: "usage",
+            full_name: "memory|usage",
+            arity: -3,
+            flags: flag::READONLY,
+            summary: "Estimates the memory usage of a key.",
+            complexity: "O(N) where N is the number of samples.",
+            handler: Some(usage),
             ..MEMORY_SUB
         },
         CommandSpec {
@@ -89,6 +103,9 @@ pub const MEMORY: CommandSpec = CommandSpec {
                         "    Attempt to purge dirty pages for reclamation by the allocator.",
                         "STATS",
                         "    Return information about the memory usage of the server.",
+                        "USAGE <key> [SAMPLES <count>]",
+                        "    Return memory in bytes used by <key> and its value. Nested values are",
+                        "    sampled up to <count> times (default: 5, 0 means sample all).",
                     ],
                 );
                 Flow::Continue
@@ -98,6 +115,48 @@ pub const MEMORY: CommandSpec = CommandSpec {
     ],
     ..BASE
 };
+
+/// Elements of a hash MEMORY USAGE looks at by default (Redis's
+/// `OBJ_COMPUTE_SIZE_DEF_SAMPLES`).
+const USAGE_DEFAULT_SAMPLES: usize = 5;
+
+/// `MEMORY USAGE key [SAMPLES count]`: bytes, or nil for a missing key.
+fn usage(session: &mut Session, out: &mut Output<'_>, args: &[Bytes]) -> Flow {
+    let mut samples = USAGE_DEFAULT_SAMPLES;
+    let mut options = args[3..].iter();
+    while let Some(option) = options.next() {
+        let Some(count) = options
+            .next()
+            .filter(|_| option.eq_ignore_ascii_case(b"samples"))
+        else {
+            out.error(SYNTAX_ERROR);
+            return Flow::Continue;
+        };
+        match parse_i64(count) {
+            None => {
+                out.error(NOT_AN_INTEGER);
+                return Flow::Continue;
+            }
+            Some(count) if count < 0 => {
+                out.error(SYNTAX_ERROR);
+                return Flow::Continue;
+            }
+            // 0 looks at every element, as Redis's does.
+            Some(count) => samples = usize::try_from(count).unwrap_or(usize::MAX),
+        }
+    }
+    let bytes = with_db(session, out, |db, now| {
+        Ok(db.memory_usage(&args[2], now, samples))
+    });
+    match bytes {
+        Some(Some(bytes)) => out
+            .reply()
+            .integer(i64::try_from(bytes).unwrap_or(i64::MAX)),
+        Some(None) => out.reply().null(),
+        None => {}
+    }
+    Flow::Continue
+}
 
 /// One MEMORY STATS value.
 enum Stat {

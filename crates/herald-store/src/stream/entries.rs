@@ -236,6 +236,22 @@ impl Entries {
         self.len
     }
 
+    /// Bytes the entries have allocated, for MEMORY USAGE: each block's buffer and
+    /// master fields, and the B-tree's share per block. O(blocks): a block holds
+    /// [`BLOCK_MAX_BYTES`] of entries.
+    pub fn heap_bytes(&self) -> usize {
+        const BTREE_SLOT_BYTES: usize = 16 + std::mem::size_of::<Block>();
+        self.blocks
+            .values()
+            .map(|block| {
+                BTREE_SLOT_BYTES
+                    + block.data.capacity()
+                    + block.master.capacity() * std::mem::size_of::<Bytes>()
+                    + block.master.iter().map(Bytes::len).sum::<usize>()
+            })
+            .sum()
+    }
+
     /// True without live entries.
     pub fn is_empty(&self) -> bool {
         self.len == 0
