@@ -212,16 +212,12 @@ async fn read_loop(
         // to subscribers; then one write (or wake-up) per subscriber this batch
         // published to. Those queues and the reply are independent; a delivery to this
         // client itself was held and follows its reply. A reply sent after the fsync
-        // releases them itself.
+        // (`replies` taken) releases them itself.
         let own = match replies {
             Some(replies) => {
                 let own = outbox.push_frame_deferred(replies);
                 outbox.release_held(false);
                 own
-            }
-            None if reply_after_fsync.is_none() => {
-                outbox.release_held(false);
-                Appended::Queued
             }
             None => Appended::Queued,
         };

@@ -844,3 +844,33 @@ async fn the_file_is_rewritten_automatically_once_it_doubles() {
     restarted.stop().await;
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Under `always` a connection does not wait for its reply's fsync before reading on:
+/// a client that sends its last writes and closes its side at once must still get
+/// every reply, in order, before the connection closes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn always_replies_reach_a_client_that_closed_its_side() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let dir = temp_dir("half-close");
+    let server = TestServer::with_config(aof_config(&dir, "always")).await;
+    for round in 0..5 {
+        let mut stream = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+        let request = format!(
+            "*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$1\r\n{round}\r\n*2\r\n$4\r\nINCR\r\n$1\r\nn\r\n"
+        );
+        stream.write_all(request.as_bytes()).await.unwrap();
+        stream.shutdown().await.unwrap();
+        let mut replies = Vec::new();
+        tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut replies))
+            .await
+            .expect("the connection closes")
+            .unwrap();
+        assert_eq!(
+            String::from_utf8_lossy(&replies),
+            format!("+OK\r\n:{}\r\n", round + 1),
+            "round {round}"
+        );
+    }
+    server.stop().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -284,9 +284,7 @@ impl Db {
             None => {
                 self.notify(events::NEW, "new", key);
                 let entry = Entry::new(make(), None);
-                let index = self.entries.insert_full(Key::copy_from_slice(key), entry).0;
-                self.high_water.0 = self.high_water.0.max(self.entries.len());
-                index
+                self.insert_new(key, entry)
             }
         };
         &mut self.entries[index].value
@@ -319,11 +317,18 @@ impl Db {
                 if self.notify_classes & events::NEW != 0 {
                     self.notify(events::NEW, "new", key);
                 }
-                self.entries.insert(Key::copy_from_slice(key), entry);
-                self.high_water.0 = self.high_water.0.max(self.entries.len());
+                self.insert_new(key, entry);
             }
         }
         self.track_expiry(key, expires_at_ms.is_some());
+    }
+
+    /// Inserts a key that is not there (its name copied out of the request) and returns
+    /// its index; the one place the table grows, so the high-water mark is kept here.
+    fn insert_new(&mut self, key: &[u8], entry: Entry) -> usize {
+        let index = self.entries.insert_full(Key::copy_from_slice(key), entry).0;
+        self.high_water.0 = self.high_water.0.max(self.entries.len());
+        index
     }
 
     /// Keeps the volatile set (the keys with an expiry) in step with `key`'s entry.

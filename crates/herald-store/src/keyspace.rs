@@ -263,8 +263,8 @@ impl Keyspace {
     pub fn shrink_sparse_tables(&mut self) -> usize {
         self.dbs
             .iter_mut()
-            .filter_map(|db| db.shrink_if_sparse().then_some(()))
-            .count()
+            .map(|db| usize::from(db.shrink_if_sparse()))
+            .sum()
     }
 
     /// Expired keys reclaimed since start, all databases.

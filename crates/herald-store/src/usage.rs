@@ -58,14 +58,13 @@ fn hash_heap_bytes(hash: &IndexMap<Bytes, Bytes>, samples: usize) -> usize {
 }
 
 fn stream_heap_bytes(stream: &Stream, samples: usize) -> usize {
-    let groups = stream
-        .groups
-        .iter()
-        .take(sample_count(stream.groups.len(), samples));
     let groups_bytes = sampled(
         stream.groups.len(),
         samples,
-        groups.map(|(name, group)| name.len() + group_bytes(group, samples)),
+        stream
+            .groups
+            .iter()
+            .map(|(name, group)| name.len() + group_bytes(group, samples)),
     );
     stream.entries().heap_bytes() + groups_bytes
 }

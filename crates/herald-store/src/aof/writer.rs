@@ -180,18 +180,12 @@ pub struct AofWriter {
 impl AofWriter {
     /// Opens (or creates) `path` for appending and starts the writer thread.
     pub fn open(path: &Path, policy: FsyncPolicy) -> io::Result<AofWriter> {
-        Self::open_gathering(
-            path,
-            policy,
-            cohort::Gathering::default(),
-            cohort::Cohorts::default(),
-        )
+        Self::open_with_cohorts(path, policy, cohort::Cohorts::default())
     }
 
-    fn open_gathering(
+    fn open_with_cohorts(
         path: &Path,
         policy: FsyncPolicy,
-        gathering: cohort::Gathering,
         cohorts: cohort::Cohorts,
     ) -> io::Result<AofWriter> {
         // Not `append`: records are written at an offset, over the zero runway when there
@@ -229,8 +223,7 @@ impl AofWriter {
             std::thread::Builder::new()
                 .name("herald-aof".to_owned())
                 .spawn(move || {
-                    thread::WriterThread::new(shared, file, size, allocated, (gathering, cohorts))
-                        .run()
+                    thread::WriterThread::new(shared, file, size, allocated, cohorts).run()
                 })?
         };
         Ok(AofWriter {

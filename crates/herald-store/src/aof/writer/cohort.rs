@@ -34,6 +34,8 @@ pub(super) struct Gathering {
 }
 
 impl Default for Gathering {
+    /// The production limits: the quiet gap is a few request round trips on loopback,
+    /// the patience a share of the fsync the wait is meant to save.
     fn default() -> Self {
         Gathering {
             quiet: Duration::from_micros(30),
@@ -44,21 +46,24 @@ impl Default for Gathering {
     }
 }
 
-/// What the last fsyncs tell about the next one.
+/// What the last fsyncs tell about the next one, and how long it may wait.
 #[derive(Debug, Default)]
 pub(super) struct Cohorts {
     /// Writes in the batch before last and in the last one.
     batches: [u64; 2],
     last_fsync: Duration,
+    /// The wait's limits.
+    pub(super) limits: Gathering,
 }
 
 impl Cohorts {
-    /// As if the last two batches had `writes` writes each.
+    /// Within `limits`, as if the last two batches had `writes` writes each.
     #[cfg(test)]
-    pub(super) fn expecting(writes: u64) -> Self {
+    pub(super) fn expecting(writes: u64, limits: Gathering) -> Self {
         Cohorts {
             batches: [writes; 2],
             last_fsync: Duration::ZERO,
+            limits,
         }
     }
 
@@ -80,9 +85,9 @@ impl Cohorts {
     }
 
     /// How long the next fsync may wait for them.
-    pub(super) fn patience(&self, limits: &Gathering) -> Duration {
-        (self.last_fsync * limits.patience_percent / 100)
-            .clamp(limits.patience_floor, limits.patience_ceiling)
+    pub(super) fn patience(&self) -> Duration {
+        (self.last_fsync * self.limits.patience_percent / 100)
+            .clamp(self.limits.patience_floor, self.limits.patience_ceiling)
     }
 }
 
@@ -106,12 +111,11 @@ mod tests {
 
     #[test]
     fn patience_is_a_share_of_the_last_fsync_within_bounds() {
-        let limits = Gathering::default();
         let mut cohorts = Cohorts::default();
-        assert_eq!(cohorts.patience(&limits), Duration::ZERO);
+        assert_eq!(cohorts.patience(), Duration::ZERO);
         cohorts.synced(Duration::from_micros(400));
-        assert_eq!(cohorts.patience(&limits), Duration::from_micros(200));
+        assert_eq!(cohorts.patience(), Duration::from_micros(200));
         cohorts.synced(Duration::from_millis(30));
-        assert_eq!(cohorts.patience(&limits), Duration::from_millis(1));
+        assert_eq!(cohorts.patience(), Duration::from_millis(1));
     }
 }

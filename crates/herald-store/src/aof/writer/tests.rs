@@ -307,11 +307,10 @@ fn gathering_writer(name: &str, expected: u64, quiet_ms: u64, patience_ms: u64) 
         patience_floor: Duration::from_millis(patience_ms),
         patience_ceiling: Duration::from_millis(patience_ms),
     };
-    AofWriter::open_gathering(
+    AofWriter::open_with_cohorts(
         &path,
         FsyncPolicy::Always,
-        gathering,
-        cohort::Cohorts::expecting(expected),
+        cohort::Cohorts::expecting(expected, gathering),
     )
     .unwrap()
 }

@@ -12,7 +12,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::cohort::{Cohorts, Gathering};
+use super::cohort::Cohorts;
 use super::runway;
 use super::{
     FsyncPolicy, Shared, State, FSYNC_INTERVAL, LINGER_MAX_BYTES, SHUTDOWN_ATTEMPTS, WRITE_LINGER,
@@ -36,7 +36,6 @@ pub(super) struct WriterThread {
     synced_sequence: u64,
     last_sync: Instant,
     batch: Vec<u8>,
-    gathering: Gathering,
     cohorts: Cohorts,
 }
 
@@ -46,7 +45,7 @@ impl WriterThread {
         file: File,
         size: u64,
         allocated: u64,
-        (gathering, cohorts): (Gathering, Cohorts),
+        cohorts: Cohorts,
     ) -> Self {
         WriterThread {
             shared,
@@ -59,7 +58,6 @@ impl WriterThread {
             synced_sequence: 0,
             last_sync: Instant::now(),
             batch: Vec::new(),
-            gathering,
             cohorts,
         }
     }
@@ -151,7 +149,7 @@ impl WriterThread {
         if state.appended >= due {
             return;
         }
-        let deadline = Instant::now() + self.cohorts.patience(&self.gathering);
+        let deadline = Instant::now() + self.cohorts.patience();
         state.gather_until = due;
         let mut seen = state.appended;
         loop {
@@ -159,7 +157,7 @@ impl WriterThread {
             if now >= deadline {
                 break;
             }
-            let wait = self.gathering.quiet.min(deadline - now);
+            let wait = self.cohorts.limits.quiet.min(deadline - now);
             self.shared.wake.wait_for(state, wait);
             if state.appended >= due
                 || state.appended == seen
@@ -207,11 +205,8 @@ impl WriterThread {
                     path = %self.shared.path.display(),
                     "cannot write the append-only file: {err}; retrying every second, write commands are refused meanwhile"
                 );
-                match self.file.set_len(self.size) {
-                    Ok(()) => self.allocated = self.size,
-                    Err(cut) => tracing::error!(
-                        "cannot cut a partial record off the append-only file: {cut}"
-                    ),
+                if let Err(cut) = self.cut_to(self.size) {
+                    tracing::error!("cannot cut a partial record off the append-only file: {cut}");
                 }
                 let mut state = self.shared.state.lock();
                 self.batch.extend_from_slice(&state.pending);
@@ -258,6 +253,7 @@ impl WriterThread {
                 self.shared.failing.store(true, Ordering::Release);
                 if policy == FsyncPolicy::Always {
                     // Write the unsynced bytes again: the kernel may have dropped them.
+                    // (Not `cut_to`: the state lock borrows `self.shared` here.)
                     if self.file.set_len(self.synced_size).is_ok() {
                         self.size = self.synced_size;
                         self.allocated = self.synced_size;
@@ -287,10 +283,9 @@ impl WriterThread {
                     path = %self.shared.path.display(),
                     "cannot zero-fill ahead of the append-only file ({err}); writing without"
                 );
-                match self.file.set_len(self.size) {
-                    Ok(()) => self.allocated = self.size,
-                    Err(_) => self.allocated = self.allocated.max(self.size),
-                }
+                // Gives back what a full disk let the fill take; if even that fails, the
+                // zeros past `allocated` are harmless (read as the end of the file).
+                let _ = self.cut_to(self.size);
             }
         }
     }
@@ -301,18 +296,21 @@ impl WriterThread {
         if self.allocated <= self.size {
             return;
         }
-        let trimmed = self
-            .file
-            .set_len(self.size)
-            .and_then(|()| self.file.sync_all());
-        match trimmed {
-            Ok(()) => self.allocated = self.size,
-            // Harmless: the next start finds the records' end and reads the zeros as the end.
-            Err(err) => tracing::warn!(
+        let trimmed = self.cut_to(self.size).and_then(|()| self.file.sync_all());
+        // Harmless: the next start finds the records' end and reads the zeros as the end.
+        if let Err(err) = trimmed {
+            tracing::warn!(
                 path = %self.shared.path.display(),
                 "cannot cut the zero-filled tail off the append-only file: {err}"
-            ),
+            );
         }
+    }
+
+    /// Cuts the file to `length`, and the runway with it, keeping `allocated` true.
+    fn cut_to(&mut self, length: u64) -> io::Result<()> {
+        self.file.set_len(length)?;
+        self.allocated = length;
+        Ok(())
     }
 
     /// At shutdown, after [`SHUTDOWN_ATTEMPTS`] failed writes: says loudly what could not
