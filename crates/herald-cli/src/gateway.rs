@@ -300,12 +300,14 @@ pub fn wire(
 
 /// The notification service over a connection to this process's own RESP server, so the
 /// gateway's writes take the ordinary command path (append-only file, keyspace
-/// notifications, ACL) instead of reaching into the keyspace beside it. Call once the
-/// server accepts. `None`, with a warning, when the server cannot be reached; the
-/// gateway then answers its notification routes with 503.
+/// notifications, ACL) instead of reaching into the keyspace beside it. It authenticates
+/// with the server's `requirepass` of the moment at every (re)connection, so a `CONFIG
+/// SET requirepass` does not lock it out. Call once the server accepts. `None`, with a
+/// warning, when the server cannot be reached; the gateway then answers its notification
+/// routes with 503.
 pub async fn notification_service(
     listening: &[SocketAddr],
-    password: Option<&str>,
+    shared: &Arc<Shared>,
 ) -> Option<herald_client::NotificationService> {
     let Some(addr) = listening.first() else {
         tracing::warn!(
@@ -318,28 +320,15 @@ pub async fn notification_service(
         IpAddr::V6(ip) if ip.is_unspecified() => IpAddr::V6(std::net::Ipv6Addr::LOCALHOST),
         ip => ip,
     };
-    let auth = password
-        .map(|password| format!(":{}@", percent_encode(password)))
-        .unwrap_or_default();
-    let url = format!("redis://{auth}{}", SocketAddr::new(ip, addr.port()));
-    match herald_client::Herald::connect(&url).await {
+    let url = format!("redis://{}", SocketAddr::new(ip, addr.port()));
+    let shared = Arc::clone(shared);
+    let options =
+        herald_client::ConnectOptions::default().password_from(move || shared.config.requirepass());
+    match herald_client::Herald::connect_with(&url, &options).await {
         Ok(herald) => Some(herald.notifications()),
         Err(err) => {
             tracing::warn!(%err, "gateway: cannot reach the RESP server for the notification history");
             None
         }
     }
-}
-
-/// RFC 3986 percent-encoding of everything but unreserved characters (for URL userinfo).
-fn percent_encode(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for byte in text.bytes() {
-        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'.' | b'_' | b'~') {
-            out.push(char::from(byte));
-        } else {
-            out.push_str(&format!("%{byte:02X}"));
-        }
-    }
-    out
 }

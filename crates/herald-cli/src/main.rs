@@ -233,8 +233,7 @@ fn run_server(
         // The RESP server runs first: the gateway's notification history is a client of it.
         let resp = tokio::spawn(server.run(stop.clone().cancelled_owned()));
         if let Some(gateway_config) = gateway {
-            let notifications =
-                gateway::notification_service(&listening, config.requirepass.as_deref()).await;
+            let notifications = gateway::notification_service(&listening, &shared).await;
             let counters = Arc::new(gateway::RespCounters(Arc::clone(&shared)));
             let gateway_config = gateway::wire(gateway_config, &shared, notifications);
             let bound = herald_gateway::Gateway::bind(gateway_config, engine, Some(counters)).await;

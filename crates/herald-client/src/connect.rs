@@ -1,8 +1,14 @@
-//! [`ConnectOptions`]: what [`crate::Herald::connect_with`] takes besides the URL (today,
-//! the TLS trust anchors and client identity of `rediss://` connections).
+//! [`ConnectOptions`]: what [`crate::Herald::connect_with`] takes besides the URL: the TLS
+//! trust anchors and client identity of `rediss://` connections, and a password asked for
+//! at every connection instead of the URL's. It only carries them; `remote` applies them.
+
+use std::sync::Arc;
 
 #[cfg(feature = "tls")]
 use crate::error::Error;
+
+/// Where [`ConnectOptions::password_from`] reads the password.
+pub(crate) type PasswordSource = Arc<dyn Fn() -> Option<String> + Send + Sync>;
 
 /// Options for [`crate::Herald::connect_with`]. [`ConnectOptions::default`] is what
 /// [`crate::Herald::connect`] uses.
@@ -24,6 +30,7 @@ use crate::error::Error;
 /// ```
 #[derive(Clone, Default)]
 pub struct ConnectOptions {
+    password: Option<PasswordSource>,
     #[cfg(feature = "tls")]
     root_certificates: Option<Vec<u8>>,
     #[cfg(feature = "tls")]
@@ -33,6 +40,7 @@ pub struct ConnectOptions {
 impl std::fmt::Debug for ConnectOptions {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let mut debug = f.debug_struct("ConnectOptions");
+        debug.field("password_from", &self.password.is_some());
         // Certificates are long and keys secret: say only whether they are set.
         #[cfg(feature = "tls")]
         debug
@@ -43,6 +51,37 @@ impl std::fmt::Debug for ConnectOptions {
 }
 
 impl ConnectOptions {
+    /// Asks `current` for the password at every connection and reconnection, instead of
+    /// using the URL's: for a password that changes while the client runs (a secret
+    /// rotated by the application, a server's own `requirepass` read by a process that
+    /// embeds it). The user is the URL's, else `default`; `None` authenticates with an
+    /// empty password, which a server without a password accepts for `default`
+    /// (Redis's `nopass`). Connections already open stay as they are: a server keeps a
+    /// connection authenticated when its password changes.
+    ///
+    /// ```no_run
+    /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+    /// use herald_client::{ConnectOptions, Herald};
+    ///
+    /// let options = ConnectOptions::default()
+    ///     .password_from(|| std::fs::read_to_string("/run/secrets/redis").ok());
+    /// let herald = Herald::connect_with("redis://cache.internal:6379/", &options).await?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn password_from(
+        mut self,
+        current: impl Fn() -> Option<String> + Send + Sync + 'static,
+    ) -> Self {
+        self.password = Some(Arc::new(current));
+        self
+    }
+
+    /// The source given to [`ConnectOptions::password_from`].
+    pub(crate) fn password_source(&self) -> Option<PasswordSource> {
+        self.password.clone()
+    }
+
     /// Trusts only the CA certificates in `pem` (one or more PEM blocks) for the server's
     /// certificate, instead of the system's roots. Needs a `rediss://` URL.
     #[cfg(feature = "tls")]

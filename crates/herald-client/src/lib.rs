@@ -50,6 +50,7 @@ pub mod notification;
 pub mod publisher;
 pub mod subscriber;
 
+mod credentials;
 mod embedded;
 mod remote;
 mod transport;

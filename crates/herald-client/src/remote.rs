@@ -16,6 +16,7 @@ use redis::{ProtocolVersion, Value};
 use std::time::Duration;
 
 use crate::connect::ConnectOptions;
+use crate::credentials::CurrentPassword;
 use crate::error::Error;
 use crate::subscriber::SubscriptionKind;
 use crate::transport::{ElementUpdate, Scope};
@@ -30,16 +31,47 @@ pub(crate) const MAX_OPTIMISTIC_ATTEMPTS: u32 = 64;
 /// Where the server is: one server, or the seed nodes of a Redis Cluster.
 #[derive(Clone, Debug)]
 pub(crate) enum Endpoint {
-    Single(redis::Client),
+    Single(SingleServer),
     #[cfg(feature = "cluster")]
     Cluster(ClusterSeeds),
 }
 
-/// The seed nodes of a cluster URL, one URL each, and the TLS certificates they share.
+/// One server: the URL's client, and the password to use instead of the URL's.
+#[derive(Clone, Debug)]
+pub(crate) struct SingleServer {
+    client: redis::Client,
+    password: Option<CurrentPassword>,
+}
+
+impl SingleServer {
+    /// The client to open a connection with now: the URL's, with the password of this
+    /// moment when one is asked for, and `protocol` when one is forced.
+    fn client(
+        &self,
+        protocol: Option<ProtocolVersion>,
+    ) -> Result<redis::Client, redis::RedisError> {
+        if self.password.is_none() && protocol.is_none() {
+            return Ok(self.client.clone());
+        }
+        let mut info = self.client.get_connection_info().clone();
+        if let Some(password) = &self.password {
+            info = password.apply(info);
+        }
+        if let Some(protocol) = protocol {
+            let settings = info.redis_settings().clone().set_protocol(protocol);
+            info = info.set_redis_settings(settings);
+        }
+        redis::Client::open(info)
+    }
+}
+
+/// The seed nodes of a cluster URL, one URL each, the TLS certificates they share, and
+/// the password to use instead of the URL's.
 #[cfg(feature = "cluster")]
 #[derive(Clone, Debug)]
 pub(crate) struct ClusterSeeds {
     nodes: Vec<String>,
+    password: Option<CurrentPassword>,
     /// Given through [`ConnectOptions`]; the TLS mode is the URL's.
     #[cfg(feature = "tls")]
     certificates: Option<(redis::TlsMode, redis::TlsCertificates)>,
@@ -59,13 +91,11 @@ impl Endpoint {
     pub(crate) fn parse(url: &str, options: &ConnectOptions) -> Result<Endpoint, Error> {
         let tls = TLS_SCHEMES.iter().any(|scheme| url.starts_with(scheme));
         #[cfg(not(feature = "tls"))]
-        {
-            let _ = options;
-            if tls {
-                return Err(Error::InvalidUrl(format!(
-                    "{}: TLS URLs need herald-client's `tls` feature"
-                )));
-            }
+        if tls {
+            return Err(Error::InvalidUrl(format!(
+                "{}: TLS URLs need herald-client's `tls` feature",
+                redacted(url)
+            )));
         }
         #[cfg(feature = "tls")]
         let certificates = {
@@ -87,8 +117,22 @@ impl Endpoint {
         for (prefix, scheme) in CLUSTER_SCHEMES {
             if let Some(rest) = url.strip_prefix(prefix) {
                 let (nodes, _insecure) = cluster_nodes(rest, scheme)?;
+                let password = match (options.password_source(), nodes.first()) {
+                    (Some(source), Some(first)) => {
+                        let info = redis::IntoConnectionInfo::into_connection_info(first.as_str())
+                            .map_err(|err| {
+                                Error::InvalidUrl(format!("{}: {err}", redacted(url)))
+                            })?;
+                        Some(CurrentPassword::new(
+                            info.redis_settings().username(),
+                            source,
+                        ))
+                    }
+                    _ => None,
+                };
                 return Ok(Endpoint::Cluster(ClusterSeeds {
                     nodes,
+                    password,
                     #[cfg(feature = "tls")]
                     certificates: certificates.map(|certificates| {
                         let mode = if _insecure {
@@ -107,26 +151,41 @@ impl Endpoint {
                 redacted(url)
             )));
         }
+        let single = |client: redis::Client| {
+            let password = options.password_source().map(|source| {
+                CurrentPassword::new(
+                    client.get_connection_info().redis_settings().username(),
+                    source,
+                )
+            });
+            Endpoint::Single(SingleServer { client, password })
+        };
         #[cfg(feature = "tls")]
         if let Some(certificates) = certificates {
             // The URL was checked to be rediss://: what fails here is a certificate or key.
             return redis::Client::build_with_tls(url, certificates)
-                .map(Endpoint::Single)
+                .map(single)
                 .map_err(|err| Error::InvalidTls(err.to_string()));
         }
         redis::Client::open(url)
-            .map(Endpoint::Single)
+            .map(single)
             .map_err(|err| Error::InvalidUrl(format!("{}: {err}", redacted(url))))
     }
 
     async fn shared(&self) -> Result<Commands, Error> {
         Ok(match self {
-            Endpoint::Single(client) => {
-                let config = ConnectionManagerConfig::new()
+            Endpoint::Single(server) => {
+                let mut config = ConnectionManagerConfig::new()
                     .set_connection_timeout(Some(CONNECT_TIMEOUT))
                     .set_response_timeout(Some(RESPONSE_TIMEOUT))
                     .set_number_of_retries(3);
-                Commands::Single(ConnectionManager::new_with_config(client.clone(), config).await?)
+                // The manager reconnects on its own: it asks for the password each time.
+                if let Some(password) = &server.password {
+                    config = config.set_credentials_provider(password.clone());
+                }
+                Commands::Single(
+                    ConnectionManager::new_with_config(server.client.clone(), config).await?,
+                )
             }
             #[cfg(feature = "cluster")]
             Endpoint::Cluster(seeds) => Commands::Cluster(
@@ -146,12 +205,13 @@ impl Endpoint {
     /// A connection used by nobody else (for WATCH).
     async fn dedicated(&self) -> Result<Commands, Error> {
         Ok(match self {
-            Endpoint::Single(client) => {
+            Endpoint::Single(server) => {
                 let config = redis::AsyncConnectionConfig::new()
                     .set_connection_timeout(Some(CONNECT_TIMEOUT))
                     .set_response_timeout(Some(RESPONSE_TIMEOUT));
                 Commands::Dedicated(
-                    client
+                    server
+                        .client(None)?
                         .get_multiplexed_async_connection_with_config(&config)
                         .await?,
                 )
@@ -167,8 +227,8 @@ impl Endpoint {
         push: impl redis::aio::AsyncPushSender,
     ) -> Result<SubscriberConnection, redis::RedisError> {
         match self {
-            Endpoint::Single(client) => {
-                let client = with_protocol(client, ProtocolVersion::RESP3)?;
+            Endpoint::Single(server) => {
+                let client = server.client(Some(ProtocolVersion::RESP3))?;
                 let config = redis::AsyncConnectionConfig::new()
                     .set_connection_timeout(Some(CONNECT_TIMEOUT))
                     .set_response_timeout(Some(RESPONSE_TIMEOUT))
@@ -200,8 +260,8 @@ impl Endpoint {
         &self,
     ) -> Result<(SubscriberConnection, redis::aio::PubSubStream), redis::RedisError> {
         match self {
-            Endpoint::Single(client) => {
-                let client = with_protocol(client, ProtocolVersion::RESP2)?;
+            Endpoint::Single(server) => {
+                let client = server.client(Some(ProtocolVersion::RESP2))?;
                 let pubsub = tokio::time::timeout(CONNECT_TIMEOUT, client.get_async_pubsub())
                     .await
                     .map_err(|_| {
@@ -238,18 +298,11 @@ impl ClusterSeeds {
         if let Some((mode, certificates)) = &self.certificates {
             builder = builder.tls(*mode).certs(certificates.clone());
         }
+        if let Some(password) = &self.password {
+            builder = builder.set_credentials_provider(password.clone());
+        }
         configure(builder).build()
     }
-}
-
-/// `client`'s server and credentials with the protocol forced to `protocol`.
-fn with_protocol(
-    client: &redis::Client,
-    protocol: ProtocolVersion,
-) -> Result<redis::Client, redis::RedisError> {
-    let info = client.get_connection_info().clone();
-    let settings = info.redis_settings().clone().set_protocol(protocol);
-    redis::Client::open(info.set_redis_settings(settings))
 }
 
 /// `url` with the password of its user info replaced by `***`, for error messages (which

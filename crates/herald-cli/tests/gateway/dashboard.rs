@@ -491,3 +491,78 @@ async fn an_oversized_notification_body_is_413_message_too_large_like_any_other(
         "{reply}"
     );
 }
+
+/// The notification routes reach the history through a RESP connection to the server
+/// itself; after `CONFIG SET requirepass` and the loss of that connection, its reconnection
+/// must authenticate with the new password (it used the one the server started with).
+#[tokio::test]
+async fn notifications_survive_a_password_change_and_a_lost_connection() {
+    let herald = start(&["--gateway-dev-tokens", "--requirepass", "before"]);
+    let (status, minted) = http_json(
+        &herald.http,
+        "POST",
+        "/api/dev/token",
+        None,
+        json!({"user": "alice"}).to_string().as_bytes(),
+    )
+    .await;
+    assert_eq!(status, 200, "{minted}");
+    let alice = minted["token"].as_str().unwrap().to_owned();
+    let send = |title: &'static str| {
+        let http = herald.http.clone();
+        let alice = alice.clone();
+        async move {
+            let body = json!({"user": "alice", "title": title, "message": "m"}).to_string();
+            http_json(
+                &http,
+                "POST",
+                "/api/notifications/send",
+                Some(&alice),
+                body.as_bytes(),
+            )
+            .await
+        }
+    };
+    let (status, body) = send("first").await;
+    assert_eq!(status, 200, "{body}");
+
+    let client = redis::Client::open(format!("redis://:before@{}/", herald.resp)).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let _: () = redis::cmd("CONFIG")
+        .arg(&["SET", "requirepass", "after"])
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let killed: i64 = redis::cmd("CLIENT")
+        .arg(&["KILL", "TYPE", "normal", "SKIPME", "yes"])
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert!(
+        killed >= 1,
+        "the gateway's connection was not there to kill"
+    );
+
+    // The first send after the loss may fail while the connection is reopened.
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let (status, body) = send("second").await;
+        if status == 200 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no send succeeded after the password change: {status} {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let stored: Vec<String> = redis::cmd("LRANGE")
+        .arg(&["user:alice:notifications", "0", "-1"])
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(stored.len(), 2, "{stored:?}");
+    let (status, list) =
+        http_json(&herald.http, "GET", "/api/notifications", Some(&alice), b"").await;
+    assert_eq!((status, &list["unread"]), (200, &json!(2)), "{list}");
+}
