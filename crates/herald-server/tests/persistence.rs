@@ -326,10 +326,19 @@ async fn always_clients_writing_at_once_share_fsyncs() {
     let dir = temp_dir("group-commit");
     let server = TestServer::with_config(aof_config(&dir, "always")).await;
     let mut conn = server.connection(false).await;
-    let before: u64 = info_field(&mut conn, "herald_aof_fsyncs")
-        .await
-        .parse()
-        .unwrap();
+    let counter = |name: &'static str| {
+        let url = server.url();
+        async move {
+            let mut conn = redis::Client::open(url)
+                .unwrap()
+                .get_multiplexed_async_connection()
+                .await
+                .unwrap();
+            info_field(&mut conn, name).await.parse::<u64>().unwrap()
+        }
+    };
+    let before = counter("herald_aof_fsyncs").await;
+    let appends_before = counter("herald_aof_appends").await;
     let (clients, writes) = (20u64, 20u64);
     let writers: Vec<_> = (0..clients)
         .map(|client| {
@@ -362,6 +371,14 @@ async fn always_clients_writing_at_once_share_fsyncs() {
         "{fsyncs} fsyncs for {} acknowledged writes: no group commit",
         clients * writes
     );
+    // Where the writer's time went: every fsync takes some, and every one of them
+    // released replies; the appends are exactly the writes.
+    assert_eq!(
+        counter("herald_aof_appends").await - appends_before,
+        clients * writes
+    );
+    assert!(counter("herald_aof_fsync_usec").await > 0);
+    assert!(counter("herald_aof_release_usec").await > 0);
     drop(conn);
     server.stop().await;
 }

@@ -185,7 +185,15 @@ pub fn info_fields(shared: &Shared) -> Vec<(&'static str, String)> {
             ("aof_buffer_length", status.buffered.to_string()),
             ("herald_aof_fsync", live.writer().policy().to_string()),
             ("herald_aof_fsyncs", status.fsyncs.to_string()),
+            ("herald_aof_appends", status.appends.to_string()),
+            ("herald_aof_fsync_usec", micros(status.times.fsync)),
+            ("herald_aof_gather_usec", micros(status.times.gathering)),
+            ("herald_aof_release_usec", micros(status.times.releasing)),
         ]);
     }
     fields
+}
+
+fn micros(duration: std::time::Duration) -> String {
+    duration.as_micros().to_string()
 }

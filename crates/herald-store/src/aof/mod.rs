@@ -26,4 +26,4 @@ pub mod writer;
 pub use check::{check_file, fix_file, CheckReport};
 pub use format::{encode_command, AofEntry, AofReader, FormatError};
 pub use snapshot::Snapshot;
-pub use writer::{AofWriter, FsyncPolicy, WriteStatus};
+pub use writer::{AofWriter, FsyncPolicy, WriteStatus, WriterTimes};

@@ -127,6 +127,24 @@ pub struct WriteStatus {
     pub rewriting: bool,
     /// Successful fsyncs since the file was opened.
     pub fsyncs: u64,
+    /// Records appended since the file was opened.
+    pub appends: u64,
+    /// Where the writer thread's time went since the file was opened.
+    pub times: WriterTimes,
+}
+
+/// Where the writer thread's time went: what bounds `always`, whose clients wait for all
+/// three in turn (INFO persistence reports them, and `herald_aof_fsyncs` against
+/// `herald_aof_appends` tells how many writes each fsync served).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct WriterTimes {
+    /// In successful fsyncs.
+    pub fsync: Duration,
+    /// Under `always`, waiting for the writes of a cohort before an fsync.
+    pub gathering: Duration,
+    /// Under `always`, running what waited for an fsync (sending the replies it made
+    /// durable), before the next write.
+    pub releasing: Duration,
 }
 
 #[derive(Debug)]
@@ -141,6 +159,7 @@ struct State {
     current_size: u64,
     base_size: u64,
     fsyncs: u64,
+    times: WriterTimes,
     shutdown: bool,
     /// While the thread waits for a cohort (`writer/cohort.rs`): the sequence whose
     /// append should wake it; appends before it do not.
@@ -210,6 +229,7 @@ impl AofWriter {
                 current_size: size,
                 base_size: size,
                 fsyncs: 0,
+                times: WriterTimes::default(),
                 shutdown: false,
                 gather_until: 0,
             }),
@@ -353,6 +373,8 @@ impl AofWriter {
             last_error: state.last_error.clone(),
             rewriting: state.rewrite.is_some(),
             fsyncs: state.fsyncs,
+            appends: state.appended,
+            times: state.times,
         }
     }
 

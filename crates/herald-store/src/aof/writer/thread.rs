@@ -149,7 +149,8 @@ impl WriterThread {
         if state.appended >= due {
             return;
         }
-        let deadline = Instant::now() + self.cohorts.patience();
+        let started = Instant::now();
+        let deadline = started + self.cohorts.patience();
         state.gather_until = due;
         let mut seen = state.appended;
         loop {
@@ -169,6 +170,7 @@ impl WriterThread {
             seen = state.appended;
         }
         state.gather_until = 0;
+        state.times.gathering += started.elapsed();
     }
 
     /// Writes the batch; on failure cuts the file back and puts the batch back in front.
@@ -227,13 +229,22 @@ impl WriterThread {
         let started = Instant::now();
         match self.file.sync_data() {
             Ok(()) => {
-                self.cohorts.synced(started.elapsed());
+                let fsync = started.elapsed();
+                self.cohorts.synced(fsync);
                 self.last_sync = Instant::now();
-                self.shared.state.lock().fsyncs += 1;
+                {
+                    let mut state = self.shared.state.lock();
+                    state.fsyncs += 1;
+                    state.times.fsync += fsync;
+                }
                 self.synced_size = self.size;
                 self.unsynced.clear();
                 self.synced_sequence = self.written_sequence;
+                let releasing = Instant::now();
                 self.shared.synced.advance(self.synced_sequence);
+                if policy == FsyncPolicy::Always {
+                    self.shared.state.lock().times.releasing += releasing.elapsed();
+                }
                 self.shared
                     .progress
                     .send_if_modified(|progress| std::mem::take(&mut progress.failing));
