@@ -2,7 +2,8 @@
 //! has no cluster protocol and embedded mode no network, so this suite is Redis-only):
 //! pub/sub through channels, patterns and shard channels on several nodes, the event
 //! bus, notifications with mark_as_read, reconnects after CLIENT KILL on every node, and
-//! the publish counts a cluster gives (the receiving node's for PUBLISH, exact for SPUBLISH).
+//! the publish counts a cluster gives (the receiving node's for PUBLISH, exact for SPUBLISH),
+//! and a password rotated on every node while the client runs (`password_from`).
 
 #![cfg(feature = "cluster")]
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -448,4 +449,105 @@ async fn malformed_cluster_urls_are_refused() {
     }
     let err = Herald::connect("nonsense://x").await.unwrap_err();
     assert!(matches!(err, herald_client::Error::InvalidUrl(_)), "{err}");
+}
+
+async fn authenticated_node(port: u16, password: &str) -> redis::aio::MultiplexedConnection {
+    redis::Client::open(format!("redis://:{password}@127.0.0.1:{port}/"))
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap()
+}
+
+/// `ConnectOptions::password_from` on a cluster: every node connection, the command
+/// side's and the subscriber's, asks for the password when it (re)connects.
+async fn rotated_password() {
+    let cluster = start_cluster().await;
+    let set_password = |old: &'static str, new: &'static str| {
+        let ports = cluster.ports.clone();
+        async move {
+            for port in ports {
+                let mut conn = authenticated_node(port, old).await;
+                let () = redis::cmd("CONFIG")
+                    .arg(&["SET", "requirepass", new])
+                    .query_async(&mut conn)
+                    .await
+                    .unwrap();
+            }
+        }
+    };
+    set_password("", "first").await;
+    let secret = Arc::new(parking_lot::Mutex::new(Some("first".to_owned())));
+    let options = herald_client::ConnectOptions::default().password_from({
+        let secret = Arc::clone(&secret);
+        move || secret.lock().clone()
+    });
+    let herald = Herald::connect_with(&cluster.url(), &options)
+        .await
+        .unwrap();
+    let subscriber = Subscriber::builder(&herald)
+        .backoff(Backoff {
+            initial: Duration::from_millis(20),
+            max: Duration::from_millis(200),
+            factor: 2.0,
+        })
+        .build()
+        .unwrap();
+    let mut events = subscriber.events();
+    let (tx, mut got) = collector::<String>();
+    subscriber
+        .ssubscribe("pw:shard", move |msg: Message| {
+            let tx = Arc::clone(&tx);
+            async move { tx.send(msg.payload_str().unwrap().to_owned()).unwrap() }
+        })
+        .await
+        .unwrap();
+    let publisher = herald.publisher();
+    assert_eq!(publisher.spublish("pw:shard", "before").await.unwrap(), 1);
+    assert_eq!(recv(&mut got).await, "before");
+
+    set_password("first", "second").await;
+    *secret.lock() = Some("second".to_owned());
+    for &port in &cluster.ports {
+        let mut conn = authenticated_node(port, "second").await;
+        for kind in ["normal", "pubsub"] {
+            let _: i64 = redis::cmd("CLIENT")
+                .arg(&["KILL", "TYPE", kind, "SKIPME", "yes"])
+                .query_async(&mut conn)
+                .await
+                .unwrap();
+        }
+    }
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        // The resubscription may land after the first publish that gets through.
+        let receivers = publisher.spublish("pw:shard", "after").await;
+        if receivers.as_ref().is_ok_and(|count| *count == 1) {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no publish reached the resubscribed subscriber: {receivers:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    loop {
+        if recv(&mut got).await == "after" {
+            break;
+        }
+    }
+    assert!(
+        std::iter::from_fn(|| events.try_recv().ok())
+            .any(|event| matches!(event, ConnectionEvent::Resubscribed { .. })),
+        "the subscriber never resubscribed"
+    );
+    subscriber.stop().await;
+    drop(cluster);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cluster_client_uses_the_password_of_the_moment_on_reconnect() {
+    tokio::time::timeout(TEST_TIMEOUT, rotated_password())
+        .await
+        .expect("test timed out");
 }
