@@ -301,3 +301,43 @@ fn memory_usage_estimates_a_key_and_its_value() {
         "{err}"
     );
 }
+
+/// Reading a hash must not make it bigger: its fields and values used to be `Bytes`
+/// built by a copy, which a reply's clone turned into shared buffers with an allocation
+/// each (HGETALL of 100 000 small fields: +65 bytes per field, kept).
+#[test]
+fn reading_a_hash_does_not_grow_it() {
+    const FIELDS: usize = 50_000;
+    let (_server, mut connection) = start();
+    for chunk in (0..FIELDS).collect::<Vec<_>>().chunks(1000) {
+        let mut hset = redis::cmd("HSET");
+        hset.arg("h");
+        for field in chunk {
+            hset.arg(format!("field:{field}"))
+                .arg(format!("value:{field}"));
+        }
+        hset.query::<()>(&mut connection).unwrap();
+    }
+    let used = |connection: &mut Connection| number(&info_memory(connection), "used_memory");
+    let before = used(&mut connection);
+    for _ in 0..2 {
+        let all: Vec<String> = redis::cmd("HGETALL")
+            .arg("h")
+            .query(&mut connection)
+            .unwrap();
+        assert_eq!(all.len(), 2 * FIELDS);
+        let _: Vec<String> = redis::cmd("HVALS").arg("h").query(&mut connection).unwrap();
+        let _: Option<String> = redis::cmd("HGET")
+            .arg("h")
+            .arg("field:7")
+            .query(&mut connection)
+            .unwrap();
+    }
+    let after = used(&mut connection);
+    // The replies' buffers are gone by now; allow their allocator's slack, not a
+    // per-field growth (50 000 fields × 65 bytes is 3.2 MB).
+    assert!(
+        after < before + (512 << 10),
+        "used_memory {before} before the reads, {after} after"
+    );
+}

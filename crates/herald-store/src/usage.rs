@@ -10,9 +10,6 @@
 
 use std::mem::size_of;
 
-use bytes::Bytes;
-use indexmap::IndexMap;
-
 use crate::db::Key;
 use crate::stream::{Consumer, Group, Pending, Stream, StreamId};
 use crate::value::Value;
@@ -46,9 +43,10 @@ pub fn value_heap_bytes(value: &Value, samples: usize) -> usize {
     }
 }
 
-fn hash_heap_bytes(hash: &IndexMap<Bytes, Bytes>, samples: usize) -> usize {
-    // Each entry: its hash and two `Bytes`; each index: a `usize` and a control byte.
-    let table = hash.capacity() * (size_of::<(u64, Bytes, Bytes)>() + size_of::<usize>() + 1);
+fn hash_heap_bytes(hash: &crate::hashes::Hash, samples: usize) -> usize {
+    // Each entry: its hash and two boxed slices; each index: a `usize` and a control byte.
+    let table =
+        hash.capacity() * (size_of::<(u64, Box<[u8]>, Box<[u8]>)>() + size_of::<usize>() + 1);
     table
         + sampled(
             hash.len(),
@@ -114,6 +112,7 @@ mod tests {
     use super::*;
     use crate::packed::PackedList;
     use crate::value::StringValue;
+    use indexmap::IndexMap;
 
     fn key(name: &str) -> Key {
         Key::copy_from_slice(name.as_bytes())
@@ -148,7 +147,10 @@ mod tests {
     fn hash_samples_are_scaled_to_the_whole_hash() {
         let mut hash = IndexMap::new();
         for n in 0..1000 {
-            hash.insert(Bytes::from(format!("f{n:04}")), Bytes::from(vec![b'v'; 95]));
+            hash.insert(
+                format!("f{n:04}").into_bytes().into_boxed_slice(),
+                vec![b'v'; 95].into_boxed_slice(),
+            );
         }
         let value = Value::Hash(Box::new(hash));
         let exact = value_heap_bytes(&value, 0);

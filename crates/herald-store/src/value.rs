@@ -1,7 +1,6 @@
 //! Values stored under keys.
 
 use bytes::Bytes;
-use indexmap::IndexMap;
 
 use crate::packed::PackedList;
 use crate::stream::Stream;
@@ -20,7 +19,7 @@ pub enum Value {
     /// A list of strings, pushed and popped at both ends, stored compactly.
     List(Box<PackedList>),
     /// A hash of fields to values; insertion-ordered so HRANDFIELD and HSCAN can index it.
-    Hash(Box<IndexMap<Bytes, Bytes>>),
+    Hash(Box<crate::hashes::Hash>),
     /// A stream with its consumer groups.
     Stream(Box<Stream>),
 }
