@@ -341,3 +341,39 @@ fn reading_a_hash_does_not_grow_it() {
         "used_memory {before} before the reads, {after} after"
     );
 }
+
+/// The same for strings too long to be inline and short enough to be copied out
+/// (100 bytes: a read used to add 32 bytes per key, for good).
+#[test]
+fn reading_strings_does_not_grow_them() {
+    const KEYS_READ: usize = 50_000;
+    let (_server, mut connection) = start();
+    let value = vec![b'v'; 100];
+    let chunks: Vec<Vec<usize>> = (0..KEYS_READ)
+        .collect::<Vec<_>>()
+        .chunks(1000)
+        .map(<[usize]>::to_vec)
+        .collect();
+    for chunk in &chunks {
+        let mut pipe = redis::pipe();
+        for key in chunk {
+            pipe.cmd("SET").arg(format!("s:{key}")).arg(&value).ignore();
+        }
+        pipe.query::<()>(&mut connection).unwrap();
+    }
+    let used = |connection: &mut Connection| number(&info_memory(connection), "used_memory");
+    let before = used(&mut connection);
+    for chunk in &chunks {
+        let mut pipe = redis::pipe();
+        for key in chunk {
+            pipe.cmd("GET").arg(format!("s:{key}"));
+        }
+        let values: Vec<Vec<u8>> = pipe.query(&mut connection).unwrap();
+        assert!(values.iter().all(|read| *read == value));
+    }
+    let after = used(&mut connection);
+    assert!(
+        after < before + (512 << 10),
+        "used_memory {before} before the reads, {after} after"
+    );
+}
