@@ -16,10 +16,8 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{collector, recv, TEST_TIMEOUT, WAIT};
-use herald_client::{
-    Backoff, ConnectionEvent, Event, Herald, Message, NotificationKind, Subscriber,
-};
+use common::{collector, kill_other_clients, quick_backoff, recv, TEST_TIMEOUT, WAIT};
+use herald_client::{ConnectionEvent, Event, Herald, Message, NotificationKind, Subscriber};
 
 const NODES: usize = 3;
 const SLOTS: u16 = 16384;
@@ -216,11 +214,7 @@ async fn cluster_flow() {
     let cluster = start_cluster().await;
     let herald = Herald::connect(&cluster.url()).await.unwrap();
     let subscriber = Subscriber::builder(&herald)
-        .backoff(Backoff {
-            initial: Duration::from_millis(20),
-            max: Duration::from_millis(200),
-            factor: 2.0,
-        })
+        .backoff(quick_backoff())
         .build()
         .unwrap();
     let mut events = subscriber.events();
@@ -486,11 +480,7 @@ async fn rotated_password() {
         .await
         .unwrap();
     let subscriber = Subscriber::builder(&herald)
-        .backoff(Backoff {
-            initial: Duration::from_millis(20),
-            max: Duration::from_millis(200),
-            factor: 2.0,
-        })
+        .backoff(quick_backoff())
         .build()
         .unwrap();
     let mut events = subscriber.events();
@@ -509,14 +499,8 @@ async fn rotated_password() {
     set_password("first", "second").await;
     *secret.lock() = Some("second".to_owned());
     for &port in &cluster.ports {
-        let mut conn = authenticated_node(port, "second").await;
-        for kind in ["normal", "pubsub"] {
-            let _: i64 = redis::cmd("CLIENT")
-                .arg(&["KILL", "TYPE", kind, "SKIPME", "yes"])
-                .query_async(&mut conn)
-                .await
-                .unwrap();
-        }
+        // A node may hold none of the client's connections of one kind or the other.
+        kill_other_clients(&mut authenticated_node(port, "second").await).await;
     }
     let deadline = tokio::time::Instant::now() + WAIT;
     loop {

@@ -11,7 +11,7 @@ mod common;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{collector, quick_backoff, recv, wait_event, Backend, WAIT};
+use common::{collector, kill_other_clients, quick_backoff, recv, wait_event, Backend, WAIT};
 use herald_client::{ConnectOptions, ConnectionEvent, Herald, Message, Subscriber};
 use parking_lot::Mutex;
 
@@ -87,14 +87,11 @@ async fn a_changed_password_is_used_on_reconnect(backend: Backend) {
     let mut admin_conn = admin(&backend, "first").await;
     set_password(&mut admin_conn, "second").await;
     *secret.lock() = Some("second".to_owned());
-    for kind in ["normal", "pubsub"] {
-        let killed: i64 = redis::cmd("CLIENT")
-            .arg(&["KILL", "TYPE", kind, "SKIPME", "yes"])
-            .query_async(&mut admin_conn)
-            .await
-            .unwrap();
-        assert!(killed >= 1, "no {kind} connection of the client to kill");
-    }
+    let [normal, pubsub] = kill_other_clients(&mut admin_conn).await;
+    assert!(
+        normal >= 1 && pubsub >= 1,
+        "the client's connections were not there to kill: {normal} normal, {pubsub} pubsub"
+    );
     wait_event(&mut events, "resubscribed", |event| {
         matches!(event, ConnectionEvent::Resubscribed { channels: 1, .. })
     })

@@ -356,6 +356,20 @@ macro_rules! on_every_backend {
     };
 }
 
+/// CLIENT KILL TYPE normal, then TYPE pubsub, both SKIPME yes: cuts every connection but
+/// `admin`'s. Returns how many of each kind were killed.
+pub async fn kill_other_clients(admin: &mut redis::aio::MultiplexedConnection) -> [i64; 2] {
+    let mut killed = [0; 2];
+    for (count, kind) in killed.iter_mut().zip(["normal", "pubsub"]) {
+        *count = redis::cmd("CLIENT")
+            .arg(&["KILL", "TYPE", kind, "SKIPME", "yes"])
+            .query_async(admin)
+            .await
+            .unwrap();
+    }
+    killed
+}
+
 /// A reconnect backoff short enough for tests: 20 ms doubling up to 200 ms.
 pub fn quick_backoff() -> herald_client::Backoff {
     herald_client::Backoff {

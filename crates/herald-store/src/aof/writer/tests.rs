@@ -350,6 +350,15 @@ async fn a_smaller_cohort_ends_the_wait_when_writes_stop() {
         waited < Duration::from_secs(10),
         "waited for the missing 19: {waited:?}"
     );
+    // INFO persistence's account of the writer's time: the wait, then the fsync.
+    let status = writer.status();
+    assert_eq!((status.appends, status.fsyncs), (1, 1));
+    assert!(
+        status.times.gathering >= Duration::from_millis(150),
+        "{:?}",
+        status.times
+    );
+    assert!(status.times.fsync > Duration::ZERO, "{:?}", status.times);
 }
 
 #[tokio::test]
@@ -375,6 +384,11 @@ async fn a_lone_writer_never_waits_for_a_cohort() {
         writer.durable(sequence).await;
     }
     assert_eq!(writer.status().fsyncs, 5);
+    assert_eq!(
+        writer.status().times.gathering,
+        Duration::ZERO,
+        "it never waited"
+    );
     assert!(
         started.elapsed() < Duration::from_secs(10),
         "{:?}",
