@@ -220,10 +220,16 @@ fn run_server(
         let engine = Arc::new(herald_engine::Engine::new());
         let server = Server::bind_with_engine(&config, Arc::clone(&engine)).await?;
         let stop = tokio_util::sync::CancellationToken::new();
+        // A signal, or a client's SHUTDOWN (which stops the RESP server itself), stops
+        // the gateway too.
+        let requested = server.shared().shutdown_requested();
         let signal = {
             let stop = stop.clone();
             async move {
-                shutdown.await;
+                tokio::select! {
+                    () = shutdown => {}
+                    () = requested => {}
+                }
                 stop.cancel();
             }
         };

@@ -26,7 +26,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use crate::clients::ClientHandle;
-use crate::command::lists::write_served;
+use crate::command::{self, lists::write_served};
 use crate::server::Shared;
 use crate::session::{Blocked, Flow, Session};
 use crate::stats::ServerStats;
@@ -138,6 +138,7 @@ async fn read_loop(
         let mut end = None;
         let mut executed = 0u64;
         let mut blocked = false;
+        let mut shutdown = None;
         loop {
             let limits = shared.config.request_limits();
             let authenticated = session.is_authenticated();
@@ -162,6 +163,10 @@ async fn read_loop(
                         }
                         Flow::Block => {
                             blocked = true;
+                            break;
+                        }
+                        Flow::Shutdown(request) => {
+                            shutdown = Some(request);
                             break;
                         }
                     }
@@ -200,7 +205,7 @@ async fn read_loop(
             Box::new(move || send_after_fsync(&outbox, waiting))
         }) {
             session.pending_wakes.flush();
-            if end.is_some() || blocked {
+            if end.is_some() || blocked || shutdown.is_some() {
                 // The reply must be out before the connection closes or blocks.
                 durable.await;
             } else {
@@ -245,6 +250,22 @@ async fn read_loop(
         }
         if let Some(end) = end {
             return end;
+        }
+        if let Some(request) = shutdown {
+            match command::shutdown::prepare(shared, request).await {
+                Ok(()) => {
+                    // No reply, as Redis: the connection closes with all the others.
+                    shared.request_shutdown();
+                    return ReadEnd::Flow;
+                }
+                Err(error) => {
+                    let mut reply = BytesMut::new();
+                    session.reply_error(&mut reply, &error);
+                    outbox.push_frame(reply.freeze());
+                    // What was pipelined after the SHUTDOWN is already buffered.
+                    continue;
+                }
+            }
         }
         if blocked {
             if let Some(waiting) = session.blocked.take() {

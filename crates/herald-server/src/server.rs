@@ -14,6 +14,7 @@ use arc_swap::ArcSwapOption;
 use herald_engine::{ClientId, CloseReason, Engine};
 use herald_store::Store;
 use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::clients::ClientTable;
@@ -81,6 +82,8 @@ pub struct Shared {
     /// The `append*` settings, kept while persistence is off for CONFIG SET appendonly.
     pub aof_config: parking_lot::Mutex<AofConfig>,
     next_client_id: AtomicU64,
+    /// Cancelled by SHUTDOWN: [`Server::run`] then stops as if its signal had come.
+    shutdown: CancellationToken,
 }
 
 impl Shared {
@@ -130,6 +133,18 @@ impl Shared {
         self.loading.store(loading, Ordering::Relaxed);
         self.store
             .with(|keyspace| keyspace.set_expiry_paused(loading));
+    }
+
+    /// Stops the server (SHUTDOWN, once the data is durable): [`Server::run`] closes
+    /// every connection and returns, as when its `shutdown` future resolves.
+    pub fn request_shutdown(&self) {
+        self.shutdown.cancel();
+    }
+
+    /// Resolves once [`Shared::request_shutdown`] was called: what an embedder (the
+    /// binary, for its HTTP gateway) waits on to stop the rest with the RESP server.
+    pub fn shutdown_requested(&self) -> impl Future<Output = ()> + Send + 'static {
+        self.shutdown.clone().cancelled_owned()
     }
 
     /// The keyspace's clock, Unix milliseconds.
@@ -197,6 +212,7 @@ impl Server {
             loading: AtomicBool::new(false),
             aof_config: parking_lot::Mutex::new(config.aof_config()?),
             next_client_id: AtomicU64::new(1),
+            shutdown: CancellationToken::new(),
         });
         if config.appendonly {
             let aof = shared.aof_config.lock().clone();
@@ -231,8 +247,8 @@ impl Server {
         &self.shared
     }
 
-    /// Serves until `shutdown` resolves, then closes every connection and waits (at most
-    /// [`SHUTDOWN_GRACE`]) for them to finish.
+    /// Serves until `shutdown` resolves or a client's SHUTDOWN succeeds, then closes every
+    /// connection and waits (at most [`SHUTDOWN_GRACE`]) for them to finish.
     pub async fn run(self, shutdown: impl Future<Output = ()>) {
         let tracker = TaskTracker::new();
         let mut accept_loops = Vec::new();
@@ -245,7 +261,10 @@ impl Server {
         for addr in &self.shared.bind {
             tracing::info!(%addr, "ready to accept connections");
         }
-        shutdown.await;
+        tokio::select! {
+            () = shutdown => {}
+            () = self.shared.shutdown.cancelled() => {}
+        }
         tracing::info!("shutting down: closing listeners and connections");
         for task in accept_loops {
             task.abort();

@@ -31,6 +31,9 @@ pub enum Flow {
     /// The command blocked (BLPOP and friends): the connection waits for
     /// [`Session::blocked`] to be served or to time out before reading on.
     Block,
+    /// SHUTDOWN: the connection makes the data durable ([`command::shutdown::prepare`])
+    /// and stops the server, or replies with why it could not.
+    Shutdown(command::shutdown::ShutdownRequest),
 }
 
 /// How the running write command goes into the append-only file.
@@ -463,6 +466,11 @@ impl Session {
             return Flow::Continue;
         }
         if let Some(transaction) = self.transaction.as_mut() {
+            if spec.refused_inside_multi() {
+                transaction.aborted = true;
+                out.error("ERR Command not allowed inside a transaction");
+                return Flow::Continue;
+            }
             if !spec.runs_inside_multi() {
                 transaction.queued.push((spec, args.to_vec()));
                 out.reply().simple("QUEUED");

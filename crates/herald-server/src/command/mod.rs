@@ -7,7 +7,7 @@
 //! errors name them as Redis does (`client|list`).
 //!
 //! Handlers live in one file per family: [`pubsub`], [`connection`], [`client`],
-//! [`server`], [`introspection`], [`keys`], [`strings`], [`lists`], [`hashes`],
+//! [`server`], [`shutdown`], [`introspection`], [`keys`], [`strings`], [`lists`], [`hashes`],
 //! [`transactions`], [`persistence`], and the streams in [`streams`], [`streams_read`],
 //! [`streams_groups`], [`streams_info`]. A handler parses its
 //! arguments, checks for trailing garbage, applies the command and writes the reply; it
@@ -23,6 +23,7 @@ pub mod memory;
 pub mod persistence;
 pub mod pubsub;
 pub mod server;
+pub mod shutdown;
 pub mod streams;
 pub mod streams_groups;
 pub mod streams_info;
@@ -67,6 +68,8 @@ pub mod flag {
     pub const NO_AUTH: u32 = 1 << 8;
     /// Allowed while the server is busy.
     pub const ALLOW_BUSY: u32 = 1 << 9;
+    /// Refused inside MULTI (the transaction then fails, as Redis's SHUTDOWN).
+    pub const NO_MULTI: u32 = 1 << 10;
     /// Herald only, not reported: allowed on a RESP2 connection that has subscriptions.
     pub const SUBSCRIBED_OK: u32 = 1 << 31;
     /// Herald only, not reported: runs at once inside MULTI instead of being queued
@@ -84,6 +87,7 @@ pub mod flag {
         (STALE, "stale"),
         (FAST, "fast"),
         (NO_AUTH, "no_auth"),
+        (NO_MULTI, "no_multi"),
         (ALLOW_BUSY, "allow_busy"),
     ];
 }
@@ -124,6 +128,11 @@ impl CommandSpec {
     /// Runs immediately inside MULTI instead of being queued.
     pub fn runs_inside_multi(&self) -> bool {
         self.flags & flag::RUNS_IN_MULTI != 0
+    }
+
+    /// Refused inside MULTI.
+    pub fn refused_inside_multi(&self) -> bool {
+        self.flags & flag::NO_MULTI != 0
     }
 
     /// Allowed in RESP2 subscribed context.
@@ -180,6 +189,7 @@ pub static COMMANDS: &[&CommandSpec] = &[
     &server::TIME,
     &memory::MEMORY,
     &persistence::BGREWRITEAOF,
+    &shutdown::SHUTDOWN,
     &keys::DBSIZE,
     &keys::FLUSHDB,
     &keys::FLUSHALL,

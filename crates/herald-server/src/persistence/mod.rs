@@ -294,6 +294,12 @@ impl Persistence {
         self.rewrites.load(Ordering::Relaxed)
     }
 
+    /// Writes and fsyncs everything logged so far and waits for it (SHUTDOWN's check;
+    /// blocking file I/O, not for an async worker).
+    pub fn flush(&self) -> std::io::Result<()> {
+        self.writer.flush()
+    }
+
     /// Flushes and fsyncs what is buffered, then stops the writer (shutdown).
     pub fn shutdown(&self) {
         self.writer.shutdown();

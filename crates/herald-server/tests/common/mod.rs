@@ -72,6 +72,22 @@ impl TestServer {
             .unwrap()
     }
 
+    /// Waits for the server to stop on its own (a client's SHUTDOWN), without asking it
+    /// to; panics if it is still running after `wait`.
+    pub async fn stops_by_itself(mut self, wait: Duration) {
+        if let Some(task) = self.task.take() {
+            tokio::time::timeout(wait, task)
+                .await
+                .expect("the server kept running")
+                .expect("server task panicked");
+        }
+    }
+
+    /// True while the server's task is running.
+    pub fn is_running(&self) -> bool {
+        self.task.as_ref().is_some_and(|task| !task.is_finished())
+    }
+
     /// Stops the server and waits for it.
     pub async fn stop(mut self) {
         if let Some(stop) = self.stop.take() {

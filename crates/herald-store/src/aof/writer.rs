@@ -156,6 +156,8 @@ struct State {
     last_error: Option<String>,
     rewrite: Option<Vec<u8>>,
     switch: Option<(PathBuf, mpsc::Sender<io::Result<()>>)>,
+    /// Callers of [`AofWriter::flush`] waiting for the thread's answer.
+    flushes: Vec<mpsc::Sender<io::Result<()>>>,
     current_size: u64,
     base_size: u64,
     fsyncs: u64,
@@ -226,6 +228,7 @@ impl AofWriter {
                 last_error: None,
                 rewrite: None,
                 switch: None,
+                flushes: Vec::new(),
                 current_size: size,
                 base_size: size,
                 fsyncs: 0,
@@ -410,6 +413,26 @@ impl AofWriter {
                 return Err(io::Error::other("the append-only file is shutting down"));
             }
             state.switch = Some((snapshot.to_owned(), reply));
+        }
+        self.shared.wake.notify_one();
+        result
+            .recv()
+            .unwrap_or_else(|_| Err(io::Error::other("the append-only file writer stopped")))
+    }
+
+    /// Writes and fsyncs everything appended so far, whatever the policy, and waits for
+    /// it: SHUTDOWN's check, before it commits to exiting, that nothing would be lost
+    /// (Redis flushes and fsyncs its file there too, and stays up when that fails). The
+    /// error is the write's or the fsync's; the bytes stay buffered and are retried as
+    /// after any failure.
+    pub fn flush(&self) -> io::Result<()> {
+        let (reply, result) = mpsc::channel();
+        {
+            let mut state = self.shared.state.lock();
+            if state.shutdown {
+                return Err(io::Error::other("the append-only file is shutting down"));
+            }
+            state.flushes.push(reply);
         }
         self.shared.wake.notify_one();
         result

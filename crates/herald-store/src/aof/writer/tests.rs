@@ -163,6 +163,56 @@ fn shutdown_flushes_what_is_buffered() {
     assert_eq!(commands_in(&path).len(), 100);
 }
 
+#[test]
+fn flush_writes_and_fsyncs_at_once_under_every_policy() {
+    for policy in [FsyncPolicy::Always, FsyncPolicy::EverySec, FsyncPolicy::No] {
+        let dir = temp_dir(&format!("flush-{policy}"));
+        let path = dir.join("appendonly.aof");
+        let writer = AofWriter::open(&path, policy).unwrap();
+        let fsyncs_before = writer.status().fsyncs;
+        for n in 0..50 {
+            append(&writer, &["SET", "k", &n.to_string()]);
+        }
+        writer.flush().unwrap();
+        // Without the flush, `no` and `everysec` would still be lingering or waiting
+        // for their second: the records are in the file when it returns.
+        assert_eq!(commands_in(&path).len(), 50, "{policy}");
+        let status = writer.status();
+        assert_eq!(status.buffered, 0, "{policy}");
+        assert!(status.fsyncs > fsyncs_before, "{policy}: not fsynced");
+        // Nothing buffered: answered at once, and the writer carries on.
+        writer.flush().unwrap();
+        append(&writer, &["SET", "after", "flush"]);
+        drop(writer);
+        assert_eq!(commands_in(&path).len(), 51, "{policy}");
+    }
+}
+
+#[test]
+fn flush_after_shutdown_fails_instead_of_hanging() {
+    let dir = temp_dir("flush-shutdown");
+    let writer = AofWriter::open(&dir.join("appendonly.aof"), FsyncPolicy::EverySec).unwrap();
+    writer.shutdown();
+    assert!(writer.flush().is_err());
+}
+
+#[test]
+fn flush_reports_a_full_disk_and_keeps_the_bytes() {
+    let path = Path::new("/dev/full");
+    if !path.exists() {
+        return;
+    }
+    let writer = AofWriter::open(path, FsyncPolicy::No).unwrap();
+    append(&writer, &["SET", "a", "1"]);
+    let error = writer.flush().unwrap_err();
+    assert!(error.to_string().contains("space"), "{error}");
+    assert!(
+        writer.status().buffered > 0,
+        "the failed bytes stay buffered"
+    );
+    assert!(writer.writable().is_err(), "writes are refused meanwhile");
+}
+
 #[tokio::test]
 async fn reopening_appends_after_the_existing_records() {
     let dir = temp_dir("reopen");

@@ -63,6 +63,13 @@ impl WriterThread {
     }
 
     pub(super) fn run(mut self) {
+        self.serve();
+        // Whoever asks for a flush from now on is told the writer stopped, not left
+        // waiting for an answer that will never come.
+        self.shared.state.lock().flushes.clear();
+    }
+
+    fn serve(&mut self) {
         let shared = Arc::clone(&self.shared);
         let mut shutdown_failures = 0;
         let mut lingered = false;
@@ -72,6 +79,19 @@ impl WriterThread {
                 let result = self.switch_to(&mut state, &snapshot);
                 drop(state);
                 let _ = reply.send(result);
+                continue;
+            }
+            if !state.flushes.is_empty() {
+                let waiting = std::mem::take(&mut state.flushes);
+                drop(state);
+                let flushed = self.flush_now();
+                for reply in waiting {
+                    let answer = match &flushed {
+                        Ok(()) => Ok(()),
+                        Err(message) => Err(io::Error::other(message.clone())),
+                    };
+                    let _ = reply.send(answer);
+                }
                 continue;
             }
             let failing = state.last_error.is_some();
@@ -140,6 +160,29 @@ impl WriterThread {
                 return;
             }
         }
+    }
+
+    /// For [`super::AofWriter::flush`]: writes what is buffered and fsyncs, without
+    /// lingering or gathering. A failure is handled as anywhere else (the bytes go back
+    /// to the buffer, writes are refused) and its message returned.
+    fn flush_now(&mut self) -> Result<(), String> {
+        let mut state = self.shared.state.lock();
+        std::mem::swap(&mut self.batch, &mut state.pending);
+        let sequence = state.appended;
+        let policy = state.policy;
+        drop(state);
+        self.cohorts.taken(sequence - self.written_sequence);
+        let written = self.batch.is_empty() || self.write_batch(sequence, policy);
+        let synced =
+            written && (self.synced_sequence >= self.written_sequence || self.sync(policy));
+        if synced {
+            return Ok(());
+        }
+        let state = self.shared.state.lock();
+        Err(state
+            .last_error
+            .clone()
+            .unwrap_or_else(|| "the append-only file could not be written".to_owned()))
     }
 
     /// Under `always`, before an fsync: waits for the cohort of writes it expects (see
