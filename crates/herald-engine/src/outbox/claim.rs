@@ -137,9 +137,13 @@ impl PendingWakes {
     }
 
     /// Wakes the writer task of every remembered outbox, writing nothing here: under
-    /// load the writer tasks run later and so write more per call.
-    pub fn wake_writers(&mut self) {
+    /// load the writer tasks run later and so write more per call. With `linger`, each
+    /// writer yields once before it writes ([`Outbox::take_linger`]).
+    pub fn wake_writers(&mut self, linger: bool) {
         for outbox in self.outboxes.drain(..) {
+            if linger {
+                outbox.linger.store(true, Ordering::Relaxed);
+            }
             outbox.output_ready.notify_one();
         }
     }
@@ -377,6 +381,23 @@ mod tests {
             })
             .collect();
         assert_eq!(rest, vec![b"2".as_slice(), b"3", b"4"]);
+    }
+
+    #[tokio::test]
+    async fn a_lingering_wake_up_is_seen_once_by_the_writer() {
+        let (lingering, _) = with_sink();
+        let (prompt, _) = with_sink();
+        for (outbox, linger) in [(&lingering, true), (&prompt, false)] {
+            let mut pending = PendingWakes::default();
+            outbox.deliver_deferred(delivery(b"1"));
+            pending.push(outbox);
+            pending.wake_writers(linger);
+            assert!(pending.is_empty());
+            let woken = tokio::time::timeout(Duration::from_secs(5), outbox.output_ready());
+            woken.await.expect("writer not woken");
+            assert_eq!(outbox.take_linger(), linger);
+            assert!(!outbox.take_linger(), "a linger is for one wake-up only");
+        }
     }
 
     #[tokio::test]

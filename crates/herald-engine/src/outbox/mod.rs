@@ -140,6 +140,9 @@ pub struct Outbox {
     space_freed: Notify,
     killed: AtomicBool,
     killed_notify: Notify,
+    /// Set by [`PendingWakes::wake_writers`] when the writer should let the I/O driver
+    /// run once before it writes ([`Outbox::take_linger`]).
+    linger: AtomicBool,
 }
 
 impl Outbox {
@@ -156,6 +159,7 @@ impl Outbox {
             space_freed: Notify::new(),
             killed: AtomicBool::new(false),
             killed_notify: Notify::new(),
+            linger: AtomicBool::new(false),
         }
     }
 
@@ -326,6 +330,14 @@ impl Outbox {
     /// Resolves when something was queued since the last batch (or the outbox closed).
     pub async fn output_ready(&self) {
         self.output_ready.notified().await;
+    }
+
+    /// True (once) when the last wake-up asked the writer to linger: to yield to the
+    /// other tasks once before it takes its batch, so that what the publishers send
+    /// meanwhile joins the same write (see [`PendingWakes::wake_writers`]).
+    pub fn take_linger(&self) -> bool {
+        // A load first: the common case writes nothing to a line the publisher shares.
+        self.linger.load(Ordering::Relaxed) && self.linger.swap(false, Ordering::Relaxed)
     }
 
     /// Resolves once queued bytes are at most `threshold` (or the outbox is killed):
