@@ -98,6 +98,9 @@ struct ServerArgs {
     /// ... and is at least this big (default 64mb).
     #[arg(long, value_name = "SIZE")]
     auto_aof_rewrite_min_size: Option<String>,
+    /// Worker threads serving clients (default: one per CPU the process may run on).
+    #[arg(long, value_name = "N")]
+    threads: Option<usize>,
     #[command(flatten)]
     gateway: gateway::GatewayArgs,
 }
@@ -150,6 +153,9 @@ impl ServerArgs {
         }
         if let Some(value) = self.auto_aof_rewrite_min_size {
             config.auto_aof_rewrite_min_size = value;
+        }
+        if self.threads.is_some() {
+            config.threads = self.threads;
         }
         config.validate()?;
         Ok((config, gateway))
@@ -210,7 +216,11 @@ fn run_server(
     config: ServerConfig,
     gateway: Option<herald_gateway::GatewayConfig>,
 ) -> anyhow::Result<()> {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if let Some(threads) = config.threads {
+        builder.worker_threads(threads);
+    }
+    let runtime = builder
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;

@@ -85,6 +85,49 @@ fn bad_input_exits_with_code_2_and_a_message() {
     assert!(
         usage_error(&["server", "--auto-aof-rewrite-min-size", "lots"]).contains("memory value")
     );
+    assert!(usage_error(&["server", "--maxclients", "0"])
+        .contains("maxclients: argument must be between"));
+    assert!(usage_error(&["server", "--threads", "0"])
+        .contains("threads: argument must be between 1 and 1024"));
+    assert!(usage_error(&["server", "--threads", "many"]).contains("--threads"));
+}
+
+/// The `herald_worker_threads` field of INFO server.
+fn worker_threads(server: &Running) -> String {
+    let mut stream = TcpStream::connect(&server.addr).unwrap();
+    stream.set_read_timeout(Some(WAIT)).unwrap();
+    stream.write_all(b"INFO server\r\n").unwrap();
+    let mut info = Vec::new();
+    let mut chunk = [0; 4096];
+    while !String::from_utf8_lossy(&info).contains("executable:") {
+        let n = stream.read(&mut chunk).unwrap();
+        assert!(n > 0, "INFO cut short");
+        info.extend_from_slice(&chunk[..n]);
+    }
+    let info = String::from_utf8_lossy(&info).into_owned();
+    common::value_after(&info, "herald_worker_threads:").expect("herald_worker_threads in INFO")
+}
+
+#[test]
+fn threads_size_the_runtime_from_the_flag_or_the_file() {
+    let server = start_server(&["--port", "0", "--threads", "1"]);
+    assert_eq!(worker_threads(&server), "1");
+    drop(server);
+    let dir = std::env::temp_dir().join(format!("herald-cli-threads-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("herald.toml");
+    std::fs::write(&file, "threads = 3\n").unwrap();
+    let server = start_server(&["--config", file.to_str().unwrap(), "--port", "0"]);
+    assert_eq!(worker_threads(&server), "3");
+    drop(server);
+    let default = start_server(&["--port", "0"]);
+    let cpus = std::thread::available_parallelism()
+        .unwrap()
+        .get()
+        .to_string();
+    assert_eq!(worker_threads(&default), cpus, "one per CPU by default");
+    drop(default);
+    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]

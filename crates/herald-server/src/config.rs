@@ -72,6 +72,23 @@ pub enum ConfigError {
     /// `appendfilename` must be a plain file name.
     #[error("appendfilename can't be a path, just a filename: '{0}'")]
     BadFileName(String),
+    /// A start-up parameter's bad value, named (`maxclients: argument must be ...`).
+    #[error("{parameter}: {reason}")]
+    Parameter {
+        /// The parameter, as its flag and TOML key spell it.
+        parameter: &'static str,
+        /// What is wrong with the value.
+        reason: Box<ConfigError>,
+    },
+}
+
+impl ConfigError {
+    fn of(parameter: &'static str) -> impl FnOnce(ConfigError) -> ConfigError {
+        move |reason| ConfigError::Parameter {
+            parameter,
+            reason: Box::new(reason),
+        }
+    }
 }
 
 /// Parses a Redis memory value: `1024`, `10k` (1000), `10kb` (1024), `m`, `mb`, `g`, `gb`,
@@ -198,7 +215,14 @@ pub struct ServerConfig {
     pub auto_aof_rewrite_percentage: u64,
     /// ... and is at least this big, e.g. `64mb`.
     pub auto_aof_rewrite_min_size: String,
+    /// Worker threads of the `herald` binary's runtime; `None`, one per CPU the process
+    /// may run on. Read by the binary, which builds the runtime: [`crate::Server`] runs
+    /// on whatever runtime its embedder built.
+    pub threads: Option<usize>,
 }
+
+/// Most worker threads `threads` may ask for.
+pub const MAX_THREADS: usize = 1024;
 
 /// Reads Redis's `yes`/`no` (or a TOML boolean).
 fn yes_or_no<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<bool, D::Error> {
@@ -241,6 +265,7 @@ impl Default for ServerConfig {
             aof_load_truncated: true,
             auto_aof_rewrite_percentage: crate::persistence::DEFAULT_AUTO_REWRITE_PERCENTAGE,
             auto_aof_rewrite_min_size: "64mb".to_owned(),
+            threads: None,
         }
     }
 }
@@ -258,11 +283,27 @@ impl ServerConfig {
     pub fn validate(&self) -> Result<RuntimeConfig, ConfigError> {
         let runtime = RuntimeConfig::default();
         runtime.set_requirepass(self.requirepass.clone());
-        runtime.set_maxclients(self.maxclients as u64)?;
-        runtime.set_proto_max_bulk_len(&self.proto_max_bulk_len)?;
-        runtime.set_query_buffer_limit(&self.client_query_buffer_limit)?;
-        runtime.set_output_limits(&self.client_output_buffer_limit)?;
+        runtime
+            .set_maxclients(self.maxclients as u64)
+            .map_err(ConfigError::of("maxclients"))?;
+        runtime
+            .set_proto_max_bulk_len(&self.proto_max_bulk_len)
+            .map_err(ConfigError::of("proto-max-bulk-len"))?;
+        runtime
+            .set_query_buffer_limit(&self.client_query_buffer_limit)
+            .map_err(ConfigError::of("client-query-buffer-limit"))?;
+        runtime
+            .set_output_limits(&self.client_output_buffer_limit)
+            .map_err(ConfigError::of("client-output-buffer-limit"))?;
         self.aof_config()?;
+        if let Some(threads) = self.threads {
+            if !(1..=MAX_THREADS).contains(&threads) {
+                return Err(ConfigError::of("threads")(ConfigError::OutOfRange {
+                    min: 1,
+                    max: MAX_THREADS as u64,
+                }));
+            }
+        }
         Ok(runtime)
     }
 

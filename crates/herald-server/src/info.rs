@@ -130,6 +130,13 @@ fn fields(shared: &Shared, section: &str) -> Vec<(&'static str, String)> {
                 ),
                 ("arch_bits", (usize::BITS).to_string()),
                 ("multiplexing_api", "tokio".to_owned()),
+                (
+                    "herald_worker_threads",
+                    tokio::runtime::Handle::try_current()
+                        .map(|runtime| runtime.metrics().num_workers())
+                        .unwrap_or(0)
+                        .to_string(),
+                ),
                 ("process_id", std::process::id().to_string()),
                 ("run_id", shared.run_id.clone()),
                 ("tcp_port", shared.port.to_string()),
