@@ -15,7 +15,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::TestServer;
-use herald_server::persistence::{AofSettings, Persistence};
 use herald_server::{Server, ServerConfig};
 use herald_store::aof::FsyncPolicy;
 use rand::rngs::StdRng;
@@ -574,19 +573,9 @@ async fn damage_in_the_middle_refuses_to_start_and_names_the_offset() {
 
 #[tokio::test]
 async fn a_failing_disk_turns_writes_into_misconf() {
-    if !Path::new("/dev/full").exists() {
+    let Some(server) = TestServer::on_a_full_disk(FsyncPolicy::EverySec).await else {
         return;
-    }
-    let server = TestServer::start().await;
-    // /dev/full accepts the open and fails every write with ENOSPC.
-    let persistence = Persistence::open(AofSettings {
-        dir: PathBuf::from("/dev"),
-        file_name: "full".to_owned(),
-        fsync: FsyncPolicy::EverySec,
-        load_truncated: true,
-    })
-    .unwrap();
-    server.shared.set_persistence(Some(Arc::new(persistence)));
+    };
     let mut conn = server.connection(false).await;
     let mut refused = None;
     for n in 0..500 {

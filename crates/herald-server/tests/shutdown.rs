@@ -9,12 +9,10 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use common::TestServer;
-use herald_server::persistence::{AofSettings, Persistence};
 use herald_server::ServerConfig;
 use herald_store::aof::FsyncPolicy;
 
@@ -160,19 +158,9 @@ async fn every_write_before_shutdown_is_in_the_file_and_loads_again() {
 
 #[tokio::test]
 async fn a_failing_disk_keeps_the_server_up_unless_forced() {
-    if !Path::new("/dev/full").exists() {
+    let Some(server) = TestServer::on_a_full_disk(FsyncPolicy::No).await else {
         return;
-    }
-    let server = TestServer::start().await;
-    // /dev/full accepts the open and fails every write with ENOSPC.
-    let persistence = Persistence::open(AofSettings {
-        dir: PathBuf::from("/dev"),
-        file_name: "full".to_owned(),
-        fsync: FsyncPolicy::No,
-        load_truncated: true,
-    })
-    .unwrap();
-    server.shared.set_persistence(Some(Arc::new(persistence)));
+    };
     let mut conn = server.connection(false).await;
     call(&mut conn, &["SET", "unwritten", "1"]).await.unwrap();
     let refused = error_text(call(&mut conn, &["SHUTDOWN"]).await);

@@ -46,6 +46,26 @@ impl TestServer {
         }
     }
 
+    /// A server whose append-only file is `/dev/full`, which accepts the open and fails
+    /// every write with ENOSPC (a full disk); `None` where there is no `/dev/full`.
+    pub async fn on_a_full_disk(fsync: herald_store::aof::FsyncPolicy) -> Option<TestServer> {
+        if !std::path::Path::new("/dev/full").exists() {
+            return None;
+        }
+        let server = TestServer::start().await;
+        let persistence = herald_server::persistence::Persistence::open(
+            herald_server::persistence::AofSettings {
+                dir: std::path::PathBuf::from("/dev"),
+                file_name: "full".to_owned(),
+                fsync,
+                load_truncated: true,
+            },
+        )
+        .expect("open /dev/full");
+        server.shared.set_persistence(Some(Arc::new(persistence)));
+        Some(server)
+    }
+
     pub async fn client(&self) -> Raw {
         Raw::connect(self.addr).await
     }
