@@ -26,7 +26,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use crate::clients::ClientHandle;
-use crate::command::{self, lists::write_served};
+use crate::command::{self, lists_blocking::write_served};
 use crate::server::Shared;
 use crate::session::{Blocked, Flow, Session};
 use crate::stats::ServerStats;

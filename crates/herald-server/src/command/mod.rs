@@ -6,12 +6,13 @@
 //! commands (CLIENT, CONFIG, PUBSUB, COMMAND) list subcommands with their own arity, and
 //! errors name them as Redis does (`client|list`).
 //!
-//! Handlers live in one file per family: [`pubsub`], [`connection`], [`client`],
-//! [`server`], [`shutdown`], [`introspection`], [`keys`], [`strings`], [`lists`], [`hashes`],
-//! [`transactions`], [`persistence`], and the streams in [`streams`], [`streams_read`],
-//! [`streams_groups`], [`streams_info`]. A handler parses its
+//! [`COMMANDS`] lists them all (`command/table.rs`). Handlers live in one file per
+//! family: [`pubsub`], [`connection`], [`client`], [`server`], [`shutdown`],
+//! [`introspection`], [`keys`], [`strings`], [`lists`] and [`lists_blocking`],
+//! [`hashes`], [`transactions`], [`persistence`], and the streams in [`streams`],
+//! [`streams_read`], [`streams_groups`], [`streams_info`]. A handler parses its
 //! arguments, checks for trailing garbage, applies the command and writes the reply; it
-//! never blocks.
+//! never blocks (SHUTDOWN's fsync and the blocking pops' waits run in the connection).
 
 pub mod client;
 pub mod connection;
@@ -19,6 +20,7 @@ pub mod hashes;
 pub mod introspection;
 pub mod keys;
 pub mod lists;
+pub mod lists_blocking;
 pub mod memory;
 pub mod persistence;
 pub mod pubsub;
@@ -29,6 +31,7 @@ pub mod streams_groups;
 pub mod streams_info;
 pub mod streams_read;
 pub mod strings;
+mod table;
 pub mod transactions;
 
 use std::collections::HashMap;
@@ -165,135 +168,7 @@ pub const BASE: CommandSpec = CommandSpec {
     handler: None,
 };
 
-/// Every command Herald knows.
-pub static COMMANDS: &[&CommandSpec] = &[
-    &pubsub::PUBLISH,
-    &pubsub::SPUBLISH,
-    &pubsub::SUBSCRIBE,
-    &pubsub::UNSUBSCRIBE,
-    &pubsub::PSUBSCRIBE,
-    &pubsub::PUNSUBSCRIBE,
-    &pubsub::SSUBSCRIBE,
-    &pubsub::SUNSUBSCRIBE,
-    &pubsub::PUBSUB,
-    &connection::PING,
-    &connection::ECHO,
-    &connection::QUIT,
-    &connection::RESET,
-    &connection::HELLO,
-    &connection::AUTH,
-    &connection::SELECT,
-    &client::CLIENT,
-    &server::INFO,
-    &server::CONFIG,
-    &server::TIME,
-    &memory::MEMORY,
-    &persistence::BGREWRITEAOF,
-    &shutdown::SHUTDOWN,
-    &keys::DBSIZE,
-    &keys::FLUSHDB,
-    &keys::FLUSHALL,
-    &keys::DEL,
-    &keys::UNLINK,
-    &keys::EXISTS,
-    &keys::TYPE,
-    &keys::KEYS,
-    &keys::RENAME,
-    &keys::RENAMENX,
-    &keys::EXPIRE,
-    &keys::PEXPIRE,
-    &keys::EXPIREAT,
-    &keys::PEXPIREAT,
-    &keys::TTL,
-    &keys::PTTL,
-    &keys::EXPIRETIME,
-    &keys::PEXPIRETIME,
-    &keys::PERSIST,
-    &keys::RANDOMKEY,
-    &keys::SWAPDB,
-    &keys::MOVE,
-    &keys::SCAN,
-    &keys::COPY,
-    &transactions::MULTI,
-    &transactions::EXEC,
-    &transactions::DISCARD,
-    &transactions::WATCH,
-    &transactions::UNWATCH,
-    &strings::GET,
-    &strings::SET,
-    &strings::SETNX,
-    &strings::SETEX,
-    &strings::PSETEX,
-    &strings::GETSET,
-    &strings::GETDEL,
-    &strings::GETEX,
-    &strings::MGET,
-    &strings::MSET,
-    &strings::MSETNX,
-    &strings::INCR,
-    &strings::DECR,
-    &strings::INCRBY,
-    &strings::DECRBY,
-    &strings::INCRBYFLOAT,
-    &strings::APPEND,
-    &strings::STRLEN,
-    &strings::GETRANGE,
-    &strings::SETRANGE,
-    &lists::LPUSH,
-    &lists::RPUSH,
-    &lists::LPUSHX,
-    &lists::RPUSHX,
-    &lists::LPOP,
-    &lists::RPOP,
-    &lists::LRANGE,
-    &lists::LLEN,
-    &lists::LINDEX,
-    &lists::LSET,
-    &lists::LTRIM,
-    &lists::LREM,
-    &lists::LINSERT,
-    &lists::LPOS,
-    &lists::LMOVE,
-    &lists::RPOPLPUSH,
-    &lists::LMPOP,
-    &lists::BLPOP,
-    &lists::BRPOP,
-    &lists::BLMOVE,
-    &lists::BRPOPLPUSH,
-    &lists::BLMPOP,
-    &introspection::COMMAND,
-    &hashes::HSET,
-    &hashes::HSETNX,
-    &hashes::HGET,
-    &hashes::HMGET,
-    &hashes::HMSET,
-    &hashes::HGETALL,
-    &hashes::HDEL,
-    &hashes::HEXISTS,
-    &hashes::HLEN,
-    &hashes::HKEYS,
-    &hashes::HVALS,
-    &hashes::HINCRBY,
-    &hashes::HINCRBYFLOAT,
-    &hashes::HSTRLEN,
-    &hashes::HRANDFIELD,
-    &hashes::HSCAN,
-    &streams::XADD,
-    &streams::XLEN,
-    &streams::XRANGE,
-    &streams::XREVRANGE,
-    &streams::XDEL,
-    &streams::XTRIM,
-    &streams::XSETID,
-    &streams_read::XREAD,
-    &streams_read::XREADGROUP,
-    &streams_groups::XGROUP,
-    &streams_groups::XACK,
-    &streams_groups::XPENDING,
-    &streams_groups::XCLAIM,
-    &streams_groups::XAUTOCLAIM,
-    &streams_info::XINFO,
-];
+pub use table::COMMANDS;
 
 /// Looked up once per request: a fixed-seed foldhash rather than SipHash (the keys are
 /// the static command names, so there is nothing for a client to flood).
