@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # redis-py's own tests for the keyspace commands Herald has (strings, expiry, keys, lists
-# incl. blocking, hashes, SCAN, MULTI/EXEC/WATCH pipelines), from the redis-py 8.1.0 sdist,
+# incl. blocking, hashes, SCAN, MULTI/EXEC/WATCH pipelines, MONITOR), from the redis-py 8.1.0 sdist,
 # against a server already listening on 127.0.0.1:$HERALD_PORT.
 #
 #   HERALD_PORT=6400 tests/compat/redis_py_keyspace.sh 2|3 [pytest args...]
@@ -49,6 +49,7 @@ export HERALD_DESELECT="$ROOT/tests/compat/redis_py_keyspace.deselect"
     -p herald_deselect -p no:cacheprovider -W ignore::pytest.PytestConfigWarning -q -rfE "$@"
 exec "$VENV/bin/python" -m pytest \
     tests/test_pipeline.py tests/test_asyncio/test_pipeline.py \
+    tests/test_monitor.py tests/test_asyncio/test_monitor.py \
     --redis-url="$URL" --redis-mod-url="$URL" --protocol="$PROTOCOL" \
     -m 'not onlycluster and not fixed_client and not multidb_integration' \
     -p herald_deselect -p no:cacheprovider -W ignore::pytest.PytestConfigWarning -q -rfE "$@"

@@ -345,7 +345,6 @@ pub struct RuntimeConfig {
     proto_max_bulk_len: AtomicUsize,
     query_buffer_limit: AtomicUsize,
     output_limits: Arc<OutputLimits>,
-    replica_limit: RwLock<OutputLimit>,
 }
 
 impl Default for RuntimeConfig {
@@ -357,11 +356,6 @@ impl Default for RuntimeConfig {
             proto_max_bulk_len: AtomicUsize::new(PROTO_MAX_BULK_LEN_BYTES),
             query_buffer_limit: AtomicUsize::new(DEFAULT_QUERY_BUFFER_LIMIT_BYTES),
             output_limits: Arc::new(OutputLimits::default()),
-            replica_limit: RwLock::new(OutputLimit {
-                hard_bytes: 256 * 1024 * 1024,
-                soft_bytes: 64 * 1024 * 1024,
-                soft_seconds: 60,
-            }),
         }
     }
 }
@@ -447,7 +441,7 @@ impl RuntimeConfig {
             match class {
                 LimitClass::Normal => self.output_limits.set(ClientClass::Normal, limit),
                 LimitClass::Pubsub => self.output_limits.set(ClientClass::Pubsub, limit),
-                LimitClass::Replica => *self.replica_limit.write() = limit,
+                LimitClass::Replica => self.output_limits.set(ClientClass::Replica, limit),
             }
         }
         Ok(())
@@ -463,7 +457,7 @@ impl RuntimeConfig {
         };
         [
             format("normal", self.output_limits.get(ClientClass::Normal)),
-            format("slave", *self.replica_limit.read()),
+            format("slave", self.output_limits.get(ClientClass::Replica)),
             format("pubsub", self.output_limits.get(ClientClass::Pubsub)),
         ]
         .join(" ")

@@ -101,6 +101,7 @@ pub async fn serve(shared: Arc<Shared>, mut stream: TcpStream, peer: SocketAddr)
         outbox.kill(CloseReason::Killed);
     }
     shared.clients.unregister(id);
+    shared.monitors.remove(id);
     report_close(&shared, &handle, end);
 }
 

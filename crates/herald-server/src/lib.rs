@@ -21,6 +21,7 @@ pub mod config;
 pub mod connection;
 pub mod info;
 pub mod memory;
+pub mod monitor;
 pub mod persistence;
 pub mod server;
 pub mod session;

@@ -59,6 +59,8 @@ pub struct Shared {
     pub config: RuntimeConfig,
     /// Connected clients.
     pub clients: ClientTable,
+    /// The clients in MONITOR mode.
+    pub monitors: crate::monitor::Monitors,
     /// Counters.
     pub stats: ServerStats,
     /// When the server started.
@@ -202,6 +204,7 @@ impl Server {
             store: Store::new(),
             config: runtime,
             clients: ClientTable::default(),
+            monitors: crate::monitor::Monitors::default(),
             stats: ServerStats::default(),
             started: Instant::now(),
             run_id: random_run_id(),

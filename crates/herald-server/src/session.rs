@@ -185,6 +185,8 @@ pub struct Session {
     pub propagate: Propagate,
     /// True while EXEC runs the queue: writes are logged as one unit at its end.
     pub executing_transaction: bool,
+    /// In MONITOR mode (`crate::monitor`).
+    pub monitoring: bool,
     /// The records of the transaction being executed.
     pub transaction_log: Vec<(usize, Vec<Bytes>)>,
     /// The last append-only file record this client's writes produced, and the last one
@@ -269,6 +271,7 @@ impl Session {
             pending_wakes: PendingWakes::default(),
             propagate: Propagate::Verbatim,
             executing_transaction: false,
+            monitoring: false,
             transaction_log: Vec::new(),
             aof_sequence: 0,
             aof_acknowledged: 0,
@@ -425,6 +428,10 @@ impl Session {
         if !spec.no_auth() && !self.is_authenticated() {
             return Some("NOAUTH Authentication required.".to_owned());
         }
+        if self.monitoring && spec.flags & (command::flag::WRITE | command::flag::READONLY) != 0 {
+            // Redis 7 counts a monitor as a replica, and replicas may not use the keyspace.
+            return Some("ERR Replica can't interact with the keyspace".to_owned());
+        }
         if self.protocol == Protocol::Resp2
             && self.subscriptions.total() > 0
             && !spec.allowed_while_subscribed()
@@ -494,19 +501,47 @@ impl Session {
             return Flow::Continue;
         };
         if spec.flags & command::flag::WRITE == 0 {
-            return handler(self, out, args);
+            let flow = handler(self, out, args);
+            self.feed_monitors(spec, out, args);
+            return flow;
         }
         // The keyspace lock first, then the file: CONFIG SET appendonly yes installs the
         // file and then snapshots the keyspace under this lock, so a write either sees
         // no file and lands before the snapshot (which holds it), or sees the file and
         // is logged. Read the other way round, a write could see no file, then run
         // after the snapshot, and be in neither.
-        let _held = self.shared.store.hold();
-        let guard = self.shared.persistence_now();
-        let Some(persistence) = guard.as_ref() else {
-            return handler(self, out, args);
+        let flow = {
+            let _held = self.shared.store.hold();
+            let guard = self.shared.persistence_now();
+            match guard.as_ref() {
+                Some(persistence) => self.run_logged(persistence, handler, out, args),
+                None => handler(self, out, args),
+            }
         };
-        self.run_logged(persistence, handler, out, args)
+        // With the keyspace unlocked: monitors are not the writers' business.
+        self.feed_monitors(spec, out, args);
+        flow
+    }
+
+    /// Shows the command that just ran to the clients in MONITOR mode (`crate::monitor`):
+    /// not administrative ones, as Redis. A monitor's own command follows its reply in
+    /// its output; inside a transaction it is not shown to itself, where the line would
+    /// land inside EXEC's reply.
+    fn feed_monitors(&self, spec: &CommandSpec, out: &mut Output<'_>, args: &[Bytes]) {
+        let monitors = &self.shared.monitors;
+        if !monitors.any() || spec.flags & command::flag::ADMIN != 0 {
+            return;
+        }
+        let line = crate::monitor::line(
+            crate::server::unix_time_micros(),
+            self.db,
+            self.handle.peer,
+            args,
+        );
+        monitors.send(&line, self.handle.id);
+        if self.monitoring && !self.executing_transaction {
+            out.push().raw(&line);
+        }
     }
 
     /// Runs a write command with the keyspace locked throughout, then logs it (in the
@@ -577,9 +612,11 @@ impl Session {
         meta.user = "default";
     }
 
-    /// Keeps the outbox's limit class in step with the subscription count.
+    /// Keeps the outbox's limit class in step with MONITOR and the subscription count.
     pub fn update_client_class(&self) {
-        let class = if self.subscriptions.total() > 0 {
+        let class = if self.monitoring {
+            ClientClass::Replica
+        } else if self.subscriptions.total() > 0 {
             ClientClass::Pubsub
         } else {
             ClientClass::Normal

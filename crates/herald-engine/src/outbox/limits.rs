@@ -17,6 +17,8 @@ pub enum ClientClass {
     Normal = 0,
     /// A client with at least one subscription of any kind.
     Pubsub = 1,
+    /// A client in MONITOR mode (Redis counts monitors as replicas).
+    Replica = 2,
 }
 
 /// One class's limit. Zero disables the corresponding check, as in Redis.
@@ -36,16 +38,22 @@ pub const PUBSUB_HARD_LIMIT_BYTES: u64 = 32 * 1024 * 1024;
 pub const PUBSUB_SOFT_LIMIT_BYTES: u64 = 8 * 1024 * 1024;
 /// ... held for 60 seconds.
 pub const PUBSUB_SOFT_LIMIT_SECONDS: u64 = 60;
+/// Redis default for the replica class: `256mb 64mb 60`.
+pub const REPLICA_LIMIT: OutputLimit = OutputLimit {
+    hard_bytes: 256 * 1024 * 1024,
+    soft_bytes: 64 * 1024 * 1024,
+    soft_seconds: 60,
+};
 
 /// The limits of every class, shared by all outboxes and changeable at run time
 /// (CONFIG SET client-output-buffer-limit). Atomics, because every append reads them.
 #[derive(Debug)]
 pub struct OutputLimits {
-    values: [[AtomicU64; 3]; 2],
+    values: [[AtomicU64; 3]; 3],
 }
 
 impl Default for OutputLimits {
-    /// Redis defaults: `normal 0 0 0 pubsub 32mb 8mb 60`.
+    /// Redis defaults: `normal 0 0 0 replica 256mb 64mb 60 pubsub 32mb 8mb 60`.
     fn default() -> Self {
         let limits = OutputLimits {
             values: Default::default(),
@@ -58,6 +66,7 @@ impl Default for OutputLimits {
                 soft_seconds: PUBSUB_SOFT_LIMIT_SECONDS,
             },
         );
+        limits.set(ClientClass::Replica, REPLICA_LIMIT);
         limits
     }
 }

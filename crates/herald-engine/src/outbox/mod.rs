@@ -172,7 +172,8 @@ impl Outbox {
     pub fn class(&self) -> ClientClass {
         match self.class.load(Ordering::Relaxed) {
             0 => ClientClass::Normal,
-            _ => ClientClass::Pubsub,
+            1 => ClientClass::Pubsub,
+            _ => ClientClass::Replica,
         }
     }
 

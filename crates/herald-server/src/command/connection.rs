@@ -130,6 +130,10 @@ fn ping(session: &mut Session, out: &mut Output<'_>, args: &[Bytes]) -> Flow {
 }
 
 fn reset(session: &mut Session, out: &mut Output<'_>, _: &[Bytes]) -> Flow {
+    if session.monitoring {
+        session.shared.monitors.remove(session.handle.id);
+        session.monitoring = false;
+    }
     session.drop_subscriptions();
     session.transaction = None;
     session.unwatch_all();

@@ -1,4 +1,4 @@
-//! Server commands: INFO, CONFIG GET/SET/RESETSTAT, TIME.
+//! Server commands: INFO, CONFIG GET/SET/RESETSTAT, TIME, MONITOR.
 
 use std::sync::atomic::Ordering;
 
@@ -26,6 +26,34 @@ pub const INFO: CommandSpec = CommandSpec {
         let wanted: Vec<&str> = wanted.iter().map(String::as_str).collect();
         let text = crate::info::render(&session.shared, &crate::info::selected_sections(&wanted));
         out.reply().verbatim(b"txt", text.as_bytes());
+        Flow::Continue
+    }),
+    ..BASE
+};
+
+/// `MONITOR`: streams every command the server runs to this client (`crate::monitor`).
+pub const MONITOR: CommandSpec = CommandSpec {
+    name: "monitor",
+    full_name: "monitor",
+    arity: 1,
+    flags: flag::ADMIN | flag::NOSCRIPT | flag::LOADING | flag::STALE,
+    summary: "Listens for all requests received by the server in real-time.",
+    acl_categories: &["@admin", "@slow", "@dangerous"],
+    handler: Some(|session, out, _| {
+        if session.executing_transaction {
+            // Redis's text: a transaction's client may not block, and a monitor would.
+            out.error("ERR MONITOR isn't allowed for DENY BLOCKING client");
+            return Flow::Continue;
+        }
+        // Already monitoring: Redis answers nothing at all.
+        if !session.monitoring {
+            let outbox = std::sync::Arc::clone(session.outbox());
+            if session.shared.monitors.add(session.handle.id, outbox) {
+                session.monitoring = true;
+                session.update_client_class();
+            }
+            out.ok();
+        }
         Flow::Continue
     }),
     ..BASE

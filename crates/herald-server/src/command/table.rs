@@ -30,6 +30,7 @@ pub static COMMANDS: &[&CommandSpec] = &[
     &server::INFO,
     &server::CONFIG,
     &server::TIME,
+    &server::MONITOR,
     &memory::MEMORY,
     &persistence::BGREWRITEAOF,
     &shutdown::SHUTDOWN,
