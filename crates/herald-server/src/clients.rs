@@ -40,6 +40,8 @@ pub struct ClientMeta {
     pub lib_ver: Option<Bytes>,
     /// Authenticated user name.
     pub user: &'static str,
+    /// In MONITOR mode (CLIENT LIST flag `O`).
+    pub monitoring: bool,
 }
 
 /// One connected client as other connections see it.
@@ -70,6 +72,7 @@ impl ClientHandle {
             connected_at: now,
             outbox,
             meta: Mutex::new(ClientMeta {
+                monitoring: false,
                 name: None,
                 db: 0,
                 channels: 0,
@@ -112,7 +115,13 @@ impl ClientHandle {
             text(&meta.name),
             now.saturating_duration_since(self.connected_at).as_secs(),
             now.saturating_duration_since(meta.last_active).as_secs(),
-            if subscribed { "P" } else { "N" },
+            if meta.monitoring {
+                "O"
+            } else if subscribed {
+                "P"
+            } else {
+                "N"
+            },
             meta.db,
             meta.channels,
             meta.patterns,

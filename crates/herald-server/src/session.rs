@@ -610,6 +610,7 @@ impl Session {
         meta.lib_name.clone_from(&self.lib_name);
         meta.lib_ver.clone_from(&self.lib_ver);
         meta.user = "default";
+        meta.monitoring = self.monitoring;
     }
 
     /// Keeps the outbox's limit class in step with MONITOR and the subscription count.

@@ -113,6 +113,16 @@ async fn a_monitor_sees_its_own_commands_after_their_replies_and_stays_off_the_k
     watcher
         .expect(b"-ERR Replica can't interact with the keyspace\r\n")
         .await;
+    // CLIENT LIST flags a monitor with O.
+    let mut other = server.client().await;
+    other.cmd(&[b"CLIENT", b"LIST"]).await;
+    let list = String::from_utf8_lossy(&other.read_bulk().await).into_owned();
+    let own_addr = format!("addr={} ", watcher.stream.local_addr().unwrap());
+    let entry = list
+        .lines()
+        .find(|line| line.contains(&own_addr))
+        .expect("the monitor in CLIENT LIST");
+    assert!(entry.contains(" flags=O "), "{entry}");
     // MONITOR again: no reply at all, as Redis.
     watcher.cmd(&[b"MONITOR"]).await;
     watcher.expect_silence(Duration::from_millis(100)).await;
