@@ -428,7 +428,9 @@ impl Session {
         if !spec.no_auth() && !self.is_authenticated() {
             return Some("NOAUTH Authentication required.".to_owned());
         }
-        if self.monitoring && spec.flags & (command::flag::WRITE | command::flag::READONLY) != 0 {
+        let keyspace_or_replicated =
+            command::flag::WRITE | command::flag::READONLY | command::flag::MAY_REPLICATE;
+        if self.monitoring && spec.flags & keyspace_or_replicated != 0 {
             // Redis 7 counts a monitor as a replica, and replicas may not use the keyspace.
             return Some("ERR Replica can't interact with the keyspace".to_owned());
         }

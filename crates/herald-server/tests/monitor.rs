@@ -113,6 +113,11 @@ async fn a_monitor_sees_its_own_commands_after_their_replies_and_stays_off_the_k
     watcher
         .expect(b"-ERR Replica can't interact with the keyspace\r\n")
         .await;
+    // Nor publish: PUBLISH goes to replicas (Redis 7.0.15 answers the same).
+    watcher.cmd(&[b"PUBLISH", b"news", b"x"]).await;
+    watcher
+        .expect(b"-ERR Replica can't interact with the keyspace\r\n")
+        .await;
     // CLIENT LIST flags a monitor with O.
     let mut other = server.client().await;
     other.cmd(&[b"CLIENT", b"LIST"]).await;

@@ -75,6 +75,10 @@ pub mod flag {
     pub const NO_MULTI: u32 = 1 << 10;
     /// Herald only, not reported: allowed on a RESP2 connection that has subscriptions.
     pub const SUBSCRIBED_OK: u32 = 1 << 31;
+    /// Herald only, not reported (Redis 7.0 does not show it for PUBLISH either): the
+    /// command is propagated to replicas (PUBLISH, SPUBLISH), so a monitor, which Redis
+    /// counts as a replica, may not run it.
+    pub const MAY_REPLICATE: u32 = 1 << 29;
     /// Herald only, not reported: runs at once inside MULTI instead of being queued
     /// (EXEC, DISCARD, MULTI, WATCH, QUIT, RESET, as Redis).
     pub const RUNS_IN_MULTI: u32 = 1 << 30;

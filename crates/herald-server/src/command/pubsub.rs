@@ -12,7 +12,8 @@ use crate::session::{Flow, Output, Session};
 
 const SUBSCRIBE_FLAGS: u32 =
     flag::PUBSUB | flag::NOSCRIPT | flag::LOADING | flag::STALE | flag::SUBSCRIBED_OK;
-const PUBLISH_FLAGS: u32 = flag::PUBSUB | flag::LOADING | flag::STALE | flag::FAST;
+const PUBLISH_FLAGS: u32 =
+    flag::PUBSUB | flag::LOADING | flag::STALE | flag::FAST | flag::MAY_REPLICATE;
 const ACL_PUBSUB: &[&str] = &["@pubsub", "@slow"];
 const ACL_PUBSUB_FAST: &[&str] = &["@pubsub", "@fast"];
 
