@@ -9,9 +9,10 @@
 //! (unknown, wrong arity, NOAUTH) or only queued inside MULTI.
 //!
 //! Cost when nobody monitors: one relaxed atomic load per command. A monitor's outbox
-//! is in the `replica` output class (as Redis counts monitors), so one that reads too
-//! slowly is disconnected by `client-output-buffer-limit` rather than growing without
-//! bound. This module must not block or hold its lock while writing to a socket: lines
+//! is in the `replica` output class, so one that reads too slowly is disconnected by
+//! `client-output-buffer-limit` (256 MB by default) rather than growing without bound.
+//! That is on purpose where Redis differs: it limits monitors as `normal` clients, which
+//! by default means never (README, "Where Herald differs from Redis"). This module must not block or hold its lock while writing to a socket: lines
 //! are queued in outboxes, whose writers send them.
 
 use std::net::SocketAddr;

@@ -17,7 +17,8 @@ pub enum ClientClass {
     Normal = 0,
     /// A client with at least one subscription of any kind.
     Pubsub = 1,
-    /// A client in MONITOR mode (Redis counts monitors as replicas).
+    /// A client in MONITOR mode, which Redis treats as a replica in every other respect
+    /// (it limits a monitor's output as a normal client's, by default not at all).
     Replica = 2,
 }
 
