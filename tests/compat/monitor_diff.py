@@ -16,7 +16,7 @@ import argparse
 import re
 import sys
 
-from stream_diff import Conn, start_redis
+from stream_diff import Conn, against_redis
 
 # Sent by the watched client, one at a time, each reply read before the next.
 WATCHED = [
@@ -100,29 +100,27 @@ def watch(port):
     return shown, own
 
 
+def compare_monitors(herald_port, redis_port):
+    passed = failed = 0
+    got_shown, got_own = watch(herald_port)
+    want_shown, want_own = watch(redis_port)
+    for name, got, want in (("shown", got_shown, want_shown), ("own", got_own, want_own)):
+        for index in range(max(len(got), len(want))):
+            mine = got[index] if index < len(got) else None
+            theirs = want[index] if index < len(want) else None
+            if mine == theirs:
+                passed += 1
+            else:
+                failed += 1
+                print(f"monitor-diff: {name} #{index}: redis {theirs!r}, herald {mine!r}")
+    return passed, failed
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--herald-port", type=int, required=True)
     args = parser.parse_args()
-    child, redis_port = start_redis()
-    passed = failed = 0
-    try:
-        got_shown, got_own = watch(args.herald_port)
-        want_shown, want_own = watch(redis_port)
-        for name, got, want in (("shown", got_shown, want_shown), ("own", got_own, want_own)):
-            for index in range(max(len(got), len(want))):
-                mine = got[index] if index < len(got) else None
-                theirs = want[index] if index < len(want) else None
-                if mine == theirs:
-                    passed += 1
-                else:
-                    failed += 1
-                    print(f"monitor-diff: {name} #{index}: redis {theirs!r}, herald {mine!r}")
-    finally:
-        child.terminate()
-        child.wait(timeout=10)
-    print(f"monitor-diff: {passed} passed, {failed} failed")
-    return 1 if failed else 0
+    return against_redis("monitor-diff", lambda redis_port: compare_monitors(args.herald_port, redis_port))
 
 
 if __name__ == "__main__":

@@ -245,7 +245,7 @@ def start_redis():
         except OSError:
             time.sleep(0.05)
     child.kill()
-    raise SystemExit("stream-diff: redis-server did not start")
+    raise SystemExit("redis-server (for the comparison) did not start")
 
 
 class Conn:
@@ -293,32 +293,43 @@ class Conn:
         return self.reply()
 
 
+def against_redis(name, compare):
+    """Runs `compare(redis_port)` -> (passed, failed) with a redis-server started for it
+    (always stopped after), prints "<name>: N passed, M failed" and returns the exit code."""
+    child, redis_port = start_redis()
+    try:
+        passed, failed = compare(redis_port)
+    finally:
+        child.terminate()
+        child.wait(timeout=10)
+    print(f"{name}: {passed} passed, {failed} failed")
+    return 1 if failed else 0
+
+
+def compare_streams(herald_port, redis_port):
+    passed = failed = 0
+    for protocol in (2, 3):
+        herald, real = Conn(herald_port), Conn(redis_port)
+        if protocol == 3:
+            herald.run("HELLO 3")
+            real.run("HELLO 3")
+        for command in commands():
+            if command in DELIBERATE:
+                continue
+            got, want = herald.run(command), real.run(command)
+            if got == want:
+                passed += 1
+            else:
+                failed += 1
+                print(f"stream-diff: RESP{protocol} {command!r}: redis {want[:400]!r}, herald {got[:400]!r}")
+    return passed, failed
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--herald-port", type=int, required=True)
     args = parser.parse_args()
-    child, redis_port = start_redis()
-    passed = failed = 0
-    try:
-        for protocol in (2, 3):
-            herald, real = Conn(args.herald_port), Conn(redis_port)
-            if protocol == 3:
-                herald.run("HELLO 3")
-                real.run("HELLO 3")
-            for command in commands():
-                if command in DELIBERATE:
-                    continue
-                got, want = herald.run(command), real.run(command)
-                if got == want:
-                    passed += 1
-                else:
-                    failed += 1
-                    print(f"stream-diff: RESP{protocol} {command!r}: redis {want[:400]!r}, herald {got[:400]!r}")
-    finally:
-        child.terminate()
-        child.wait(timeout=10)
-    print(f"stream-diff: {passed} passed, {failed} failed")
-    return 1 if failed else 0
+    return against_redis("stream-diff", lambda redis_port: compare_streams(args.herald_port, redis_port))
 
 
 if __name__ == "__main__":
