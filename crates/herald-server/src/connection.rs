@@ -140,6 +140,7 @@ async fn read_loop(
         let mut executed = 0u64;
         let mut blocked = false;
         let mut shutdown = None;
+        let mut ack_wait = None;
         loop {
             let limits = shared.config.request_limits();
             let authenticated = session.is_authenticated();
@@ -168,6 +169,10 @@ async fn read_loop(
                         }
                         Flow::Shutdown(request) => {
                             shutdown = Some(request);
+                            break;
+                        }
+                        Flow::WaitAcks(wait) => {
+                            ack_wait = Some(wait);
                             break;
                         }
                     }
@@ -206,7 +211,7 @@ async fn read_loop(
             Box::new(move || send_after_fsync(&outbox, waiting))
         }) {
             session.pending_wakes.flush();
-            if end.is_some() || blocked || shutdown.is_some() {
+            if end.is_some() || blocked || shutdown.is_some() || ack_wait.is_some() {
                 // The reply must be out before the connection closes or blocks.
                 durable.await;
             } else {
@@ -272,6 +277,17 @@ async fn read_loop(
                 }
             }
         }
+        if let Some(wait) = ack_wait {
+            if let Err(end) = wait_for_acks(wait, &mut reader, &mut buffer, shared, outbox).await {
+                return end;
+            }
+            let mut reply = BytesMut::new();
+            let mut writer = ReplyWriter::new(&mut reply, session.protocol);
+            command::waits::write_ack(&mut writer, shared, wait.sequence, wait.aof);
+            outbox.push_frame(reply.freeze());
+            // What was pipelined after it is already buffered.
+            continue;
+        }
         if blocked {
             if let Some(waiting) = session.blocked.take() {
                 if let Err(end) =
@@ -308,6 +324,53 @@ async fn read_loop(
                 }
             }
             return end;
+        }
+    }
+}
+
+/// WAIT/WAITAOF: waits for the fsync of `wait.sequence` (when that can end the wait) or
+/// the timeout, reading ahead meanwhile so that a client that goes away or floods is
+/// noticed, as a blocked pop does.
+async fn wait_for_acks(
+    wait: command::waits::AckWait,
+    reader: &mut tokio::net::tcp::OwnedReadHalf,
+    buffer: &mut BytesMut,
+    shared: &Shared,
+    outbox: &Outbox,
+) -> Result<(), ReadEnd> {
+    let synced = shared
+        .persistence()
+        .filter(|_| wait.until_synced)
+        .map(|persistence| persistence.writer().synced(wait.sequence));
+    let synced = async move {
+        match synced {
+            Some(synced) => synced.await,
+            None => std::future::pending().await,
+        }
+    };
+    let sleep = async move {
+        match wait.timeout {
+            Some(timeout) => tokio::time::sleep(timeout).await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::pin!(synced, sleep);
+    loop {
+        tokio::select! {
+            () = &mut synced => return Ok(()),
+            () = &mut sleep => return Ok(()),
+            () = outbox.killed() => return Err(ReadEnd::Killed),
+            read = reader.read_buf(buffer) => match read {
+                Ok(n) if n > 0 => {
+                    shared.stats.net_input_bytes.add(n as u64);
+                    if buffer.len() > shared.config.query_buffer_limit() {
+                        ServerStats::add(&shared.stats.query_limit_disconnections, 1);
+                        return Err(ReadEnd::QueryBufferLimit(buffer.len()));
+                    }
+                }
+                Ok(_) => return Err(ReadEnd::PeerClosed),
+                Err(err) => return Err(ReadEnd::ReadError(err)),
+            },
         }
     }
 }

@@ -34,6 +34,9 @@ pub enum Flow {
     /// SHUTDOWN: the connection makes the data durable ([`command::shutdown::prepare`])
     /// and stops the server, or replies with why it could not.
     Shutdown(command::shutdown::ShutdownRequest),
+    /// WAIT or WAITAOF that could not answer at once: the connection waits for the fsync
+    /// or the timeout, then replies ([`command::waits::AckWait`]).
+    WaitAcks(command::waits::AckWait),
 }
 
 /// How the running write command goes into the append-only file.
@@ -70,6 +73,12 @@ pub struct Output<'a> {
 }
 
 impl<'a> Output<'a> {
+    /// An output writing to `buffer`, for handlers' unit tests.
+    #[cfg(test)]
+    pub(crate) fn for_test(buffer: &'a mut BytesMut, protocol: Protocol) -> Self {
+        Self::new(buffer, protocol, false)
+    }
+
     fn new(buffer: &'a mut BytesMut, protocol: Protocol, suppressed: bool) -> Self {
         Output {
             buffer,
@@ -283,6 +292,12 @@ impl Session {
     /// Logs the running write command as `commands` instead of as sent (`[]`: nothing).
     pub fn propagate_as(&mut self, commands: Vec<Vec<Bytes>>) {
         self.propagate = Propagate::As(commands);
+    }
+
+    /// The last append-only file record this client's writes produced (0: none yet), for
+    /// WAITAOF.
+    pub fn last_logged(&self) -> u64 {
+        self.aof_sequence
     }
 
     /// Notes an append-only file record the client's next replies must wait for.

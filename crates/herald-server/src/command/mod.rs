@@ -9,7 +9,7 @@
 //! [`COMMANDS`] lists them all (`command/table.rs`). Handlers live in one file per
 //! family: [`pubsub`], [`connection`], [`client`], [`server`], [`shutdown`],
 //! [`introspection`], [`keys`], [`strings`], [`lists`] and [`lists_blocking`],
-//! [`hashes`], [`transactions`], [`persistence`], and the streams in [`streams`],
+//! [`hashes`], [`transactions`], [`persistence`], [`waits`], and the streams in [`streams`],
 //! [`streams_read`], [`streams_groups`], [`streams_info`]. A handler parses its
 //! arguments, checks for trailing garbage, applies the command and writes the reply; it
 //! never blocks (SHUTDOWN's fsync and the blocking pops' waits run in the connection).
@@ -33,6 +33,7 @@ pub mod streams_read;
 pub mod strings;
 mod table;
 pub mod transactions;
+pub mod waits;
 
 use std::collections::HashMap;
 use std::sync::LazyLock;

@@ -5,7 +5,7 @@
 use super::{
     client, connection, hashes, introspection, keys, lists, lists_blocking, memory, persistence,
     pubsub, server, shutdown, streams, streams_groups, streams_info, streams_read, strings,
-    transactions, CommandSpec,
+    transactions, waits, CommandSpec,
 };
 
 /// Every command Herald knows, in the order COMMAND LIST and COMMAND DOCS show them.
@@ -33,6 +33,8 @@ pub static COMMANDS: &[&CommandSpec] = &[
     &server::MONITOR,
     &memory::MEMORY,
     &persistence::BGREWRITEAOF,
+    &waits::WAIT,
+    &waits::WAITAOF,
     &shutdown::SHUTDOWN,
     &keys::DBSIZE,
     &keys::FLUSHDB,

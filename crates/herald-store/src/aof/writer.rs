@@ -350,6 +350,24 @@ impl AofWriter {
         }
     }
 
+    /// Append `sequence` is on disk (fsynced), whatever the policy.
+    pub fn is_synced(&self, sequence: u64) -> bool {
+        self.shared.synced.synced() >= sequence
+    }
+
+    /// Resolves once append `sequence` is fsynced, whatever the policy (WAITAOF): within
+    /// about a second under `everysec`, at the next fsync under `always`, and under `no`
+    /// only when a rewrite or the shutdown fsyncs the file. Also resolves if the writer
+    /// goes away.
+    pub fn synced(&self, sequence: u64) -> impl Future<Output = ()> + Send + 'static {
+        let waiting = self.shared.synced.wait_then(sequence, None);
+        async move {
+            if let Some(woken) = waiting {
+                let _ = woken.await;
+            }
+        }
+    }
+
     /// Append `sequence` is in the kernel (written, maybe not fsynced).
     pub fn is_written(&self, sequence: u64) -> bool {
         self.shared.progress.borrow().written >= sequence

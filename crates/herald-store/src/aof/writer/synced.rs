@@ -118,7 +118,6 @@ impl SyncedWaiters {
     }
 
     /// The last sequence on disk.
-    #[cfg(test)]
     pub(super) fn synced(&self) -> u64 {
         self.inner.lock().synced
     }
