@@ -10,6 +10,7 @@
 //!   [`config`]: start-up and run-time configuration; [`stats`]: counters.
 //! - [`memory`]: the allocator's figures (INFO memory, MEMORY) and purging.
 //! - [`persistence`]: the append-only file: logging writes, loading, rewriting.
+//! - [`monitor`]: the clients in MONITOR mode and the line each command becomes.
 //!
 //! This crate speaks RESP over TCP and renders INFO; pub/sub itself lives in
 //! `herald-engine` and wire framing in `herald-proto`. No lock here is held across an
