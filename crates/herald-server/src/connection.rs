@@ -171,8 +171,8 @@ async fn read_loop(
                             shutdown = Some(request);
                             break;
                         }
-                        Flow::WaitAcks(wait) => {
-                            ack_wait = Some(wait);
+                        Flow::WaitAcks => {
+                            ack_wait = session.ack_wait.take();
                             break;
                         }
                     }

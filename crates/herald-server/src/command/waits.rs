@@ -54,12 +54,13 @@ pub const WAIT: CommandSpec = CommandSpec {
             out.reply().integer(0);
             return Flow::Continue;
         }
-        Flow::WaitAcks(AckWait {
+        session.ack_wait = Some(AckWait {
             sequence: session.last_logged(),
             until_synced: false,
             timeout,
             aof: false,
-        })
+        });
+        Flow::WaitAcks
     }),
     ..WAITS
 };
@@ -93,12 +94,13 @@ fn waitaof(session: &mut Session, out: &mut Output<'_>, args: &[Bytes]) -> Flow 
         write_ack(&mut out.reply(), &session.shared, sequence, true);
         return Flow::Continue;
     }
-    Flow::WaitAcks(AckWait {
+    session.ack_wait = Some(AckWait {
         sequence,
         until_synced: replicas <= 0,
         timeout,
         aof: true,
-    })
+    });
+    Flow::WaitAcks
 }
 
 /// A replica count and a timeout in milliseconds, with Redis's errors.
