@@ -138,9 +138,9 @@ async fn read_loop(
         let mut replies = BytesMut::with_capacity(last_reply_bytes.min(REPLY_RESERVE_MAX_BYTES));
         let mut end = None;
         let mut executed = 0u64;
-        let mut blocked = false;
-        let mut shutdown = None;
-        let mut ack_wait = None;
+        // The flow that stopped the batch before the buffer ran out, when it is one the
+        // connection acts on after the replies (block, shut down, wait for acks).
+        let mut stopped = Flow::Continue;
         loop {
             let limits = shared.config.request_limits();
             let authenticated = session.is_authenticated();
@@ -163,16 +163,8 @@ async fn read_loop(
                             end = Some(ReadEnd::Flow);
                             break;
                         }
-                        Flow::Block => {
-                            blocked = true;
-                            break;
-                        }
-                        Flow::Shutdown(request) => {
-                            shutdown = Some(request);
-                            break;
-                        }
-                        Flow::WaitAcks => {
-                            ack_wait = session.ack_wait.take();
+                        Flow::Block | Flow::Shutdown(_) | Flow::WaitAcks => {
+                            stopped = flow;
                             break;
                         }
                     }
@@ -211,7 +203,7 @@ async fn read_loop(
             Box::new(move || send_after_fsync(&outbox, waiting))
         }) {
             session.pending_wakes.flush();
-            if end.is_some() || blocked || shutdown.is_some() || ack_wait.is_some() {
+            if end.is_some() || stopped != Flow::Continue {
                 // The reply must be out before the connection closes or blocks.
                 durable.await;
             } else {
@@ -261,8 +253,10 @@ async fn read_loop(
         if let Some(end) = end {
             return end;
         }
-        if let Some(request) = shutdown {
-            match command::shutdown::prepare(shared, request).await {
+        // After any of these, what was pipelined behind the command is already buffered
+        // (or read while waiting): the loop parses it before reading again.
+        match stopped {
+            Flow::Shutdown(request) => match command::shutdown::prepare(shared, request).await {
                 Ok(()) => {
                     // No reply, as Redis: the connection closes with all the others.
                     shared.request_shutdown();
@@ -272,32 +266,35 @@ async fn read_loop(
                     let mut reply = BytesMut::new();
                     session.reply_error(&mut reply, &error);
                     outbox.push_frame(reply.freeze());
-                    // What was pipelined after the SHUTDOWN is already buffered.
                     continue;
                 }
-            }
-        }
-        if let Some(wait) = ack_wait {
-            if let Err(end) = wait_for_acks(wait, &mut reader, &mut buffer, shared, outbox).await {
-                return end;
-            }
-            let mut reply = BytesMut::new();
-            let mut writer = ReplyWriter::new(&mut reply, session.protocol);
-            command::waits::write_ack(&mut writer, shared, wait.sequence, wait.aof);
-            outbox.push_frame(reply.freeze());
-            // What was pipelined after it is already buffered.
-            continue;
-        }
-        if blocked {
-            if let Some(waiting) = session.blocked.take() {
-                if let Err(end) =
-                    wait_blocked(session, waiting, &mut reader, &mut buffer, shared, outbox).await
-                {
-                    return end;
+            },
+            Flow::WaitAcks => {
+                if let Some(wait) = session.ack_wait.take() {
+                    if let Err(end) =
+                        wait_for_acks(wait, &mut reader, &mut buffer, shared, outbox).await
+                    {
+                        return end;
+                    }
+                    let mut reply = BytesMut::new();
+                    let mut writer = ReplyWriter::new(&mut reply, session.protocol);
+                    command::waits::write_ack(&mut writer, shared, wait.sequence, wait.reply);
+                    outbox.push_frame(reply.freeze());
                 }
+                continue;
             }
-            // Requests that arrived while blocked are already buffered: parse them first.
-            continue;
+            Flow::Block => {
+                if let Some(waiting) = session.blocked.take() {
+                    if let Err(end) =
+                        wait_blocked(session, waiting, &mut reader, &mut buffer, shared, outbox)
+                            .await
+                    {
+                        return end;
+                    }
+                }
+                continue;
+            }
+            Flow::Continue | Flow::Close => {}
         }
         if outbox.is_killed() {
             return ReadEnd::Killed;
@@ -360,18 +357,30 @@ async fn wait_for_acks(
             () = &mut synced => return Ok(()),
             () = &mut sleep => return Ok(()),
             () = outbox.killed() => return Err(ReadEnd::Killed),
-            read = reader.read_buf(buffer) => match read {
-                Ok(n) if n > 0 => {
-                    shared.stats.net_input_bytes.add(n as u64);
-                    if buffer.len() > shared.config.query_buffer_limit() {
-                        ServerStats::add(&shared.stats.query_limit_disconnections, 1);
-                        return Err(ReadEnd::QueryBufferLimit(buffer.len()));
-                    }
-                }
-                Ok(_) => return Err(ReadEnd::PeerClosed),
-                Err(err) => return Err(ReadEnd::ReadError(err)),
-            },
+            read = reader.read_buf(buffer) => read_ahead(read, buffer, shared)?,
         }
+    }
+}
+
+/// What a connection that waits (a blocked pop, WAIT) does with a read meanwhile: keeps
+/// the bytes for after the wait, within the query-buffer limit; `Err` ends the
+/// connection (the peer left, the read failed, or it sent too much).
+fn read_ahead(
+    read: std::io::Result<usize>,
+    buffer: &BytesMut,
+    shared: &Shared,
+) -> Result<(), ReadEnd> {
+    match read {
+        Ok(0) => Err(ReadEnd::PeerClosed),
+        Ok(n) => {
+            shared.stats.net_input_bytes.add(n as u64);
+            if buffer.len() > shared.config.query_buffer_limit() {
+                ServerStats::add(&shared.stats.query_limit_disconnections, 1);
+                return Err(ReadEnd::QueryBufferLimit(buffer.len()));
+            }
+            Ok(())
+        }
+        Err(err) => Err(ReadEnd::ReadError(err)),
     }
 }
 
@@ -459,27 +468,13 @@ async fn wait_blocked(
                 unblock(shared, &waiting);
                 return Err(ReadEnd::Killed);
             }
-            read = reader.read_buf(buffer) => match read {
-                Ok(n) if n > 0 => {
-                    shared.stats.net_input_bytes.add(n as u64);
-                    if buffer.len() > shared.config.query_buffer_limit() {
-                        waiting.waiter.cancel();
-                        unblock(shared, &waiting);
-                        ServerStats::add(&shared.stats.query_limit_disconnections, 1);
-                        return Err(ReadEnd::QueryBufferLimit(buffer.len()));
-                    }
-                }
-                Ok(_) => {
+            read = reader.read_buf(buffer) => {
+                if let Err(end) = read_ahead(read, buffer, shared) {
                     waiting.waiter.cancel();
                     unblock(shared, &waiting);
-                    return Err(ReadEnd::PeerClosed);
+                    return Err(end);
                 }
-                Err(err) => {
-                    waiting.waiter.cancel();
-                    unblock(shared, &waiting);
-                    return Err(ReadEnd::ReadError(err));
-                }
-            },
+            }
         }
     };
     // The pop was logged by the client whose push served it, under the keyspace lock:

@@ -37,7 +37,7 @@ impl Monitors {
         self.count.load(Ordering::Relaxed) > 0
     }
 
-    /// Clients in MONITOR mode now (INFO clients).
+    /// Clients in MONITOR mode now.
     pub fn len(&self) -> usize {
         self.count.load(Ordering::Relaxed)
     }

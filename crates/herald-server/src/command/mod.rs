@@ -340,6 +340,14 @@ pub fn parse_i64(arg: &[u8]) -> Option<i64> {
     herald_store::strings::parse_integer(arg)
 }
 
+/// Parses a blocking timeout in milliseconds (XREAD BLOCK, WAIT, WAITAOF), with Redis's
+/// errors; `None` for 0, which waits for ever.
+pub fn parse_timeout_millis(arg: &[u8]) -> Result<Option<std::time::Duration>, &'static str> {
+    let millis = parse_i64(arg).ok_or("ERR timeout is not an integer or out of range")?;
+    let millis = u64::try_from(millis).map_err(|_| "ERR timeout is negative")?;
+    Ok((millis > 0).then(|| std::time::Duration::from_millis(millis)))
+}
+
 /// Runs `f` on the session's database with the current time, replying with the error
 /// text of a failed operation; the keyspace events it records are published once the
 /// keyspace lock is released.

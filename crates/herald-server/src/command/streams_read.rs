@@ -45,13 +45,7 @@ fn parse_read_args(args: &[Bytes], group_read: bool) -> Result<ReadArgs, String>
         let option = args[i].to_ascii_uppercase();
         match &option[..] {
             b"BLOCK" if more >= 1 => {
-                let Some(ms) = parse_i64(&args[i + 1]) else {
-                    return Err("ERR timeout is not an integer or out of range".to_owned());
-                };
-                if ms < 0 {
-                    return Err("ERR timeout is negative".to_owned());
-                }
-                parsed.block = Some((ms > 0).then(|| Duration::from_millis(ms as u64)));
+                parsed.block = Some(super::parse_timeout_millis(&args[i + 1])?);
                 i += 2;
             }
             b"COUNT" if more >= 1 => {

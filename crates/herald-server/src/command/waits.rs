@@ -14,7 +14,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use herald_proto::ReplyWriter;
 
-use super::{parse_i64, CommandSpec, BASE, NOT_AN_INTEGER};
+use super::{parse_i64, parse_timeout_millis, CommandSpec, BASE, NOT_AN_INTEGER};
 use crate::server::Shared;
 use crate::session::{Flow, Output, Session};
 
@@ -28,8 +28,17 @@ pub struct AckWait {
     pub until_synced: bool,
     /// How long at most (`None`: for ever).
     pub timeout: Option<Duration>,
-    /// WAITAOF's `[numlocal, numreplicas]`, or WAIT's replica count.
-    pub aof: bool,
+    /// The reply's shape.
+    pub reply: AckReply,
+}
+
+/// What WAIT and WAITAOF answer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AckReply {
+    /// WAIT: the replicas reached.
+    Replicas,
+    /// WAITAOF: `[numlocal, numreplicas]`.
+    LocalAndReplicas,
 }
 
 const WAITS: CommandSpec = CommandSpec {
@@ -58,7 +67,7 @@ pub const WAIT: CommandSpec = CommandSpec {
             sequence: session.last_logged(),
             until_synced: false,
             timeout,
-            aof: false,
+            reply: AckReply::Replicas,
         });
         Flow::WaitAcks
     }),
@@ -91,14 +100,19 @@ fn waitaof(session: &mut Session, out: &mut Output<'_>, args: &[Bytes]) -> Flow 
     let sequence = session.last_logged();
     let synced = locally_synced(&session.shared, sequence);
     if (replicas <= 0 && (local <= 0 || synced)) || session.executing_transaction {
-        write_ack(&mut out.reply(), &session.shared, sequence, true);
+        write_ack(
+            &mut out.reply(),
+            &session.shared,
+            sequence,
+            AckReply::LocalAndReplicas,
+        );
         return Flow::Continue;
     }
     session.ack_wait = Some(AckWait {
         sequence,
         until_synced: replicas <= 0,
         timeout,
-        aof: true,
+        reply: AckReply::LocalAndReplicas,
     });
     Flow::WaitAcks
 }
@@ -113,19 +127,13 @@ fn parse_count_and_timeout(
         out.error(NOT_AN_INTEGER);
         return None;
     };
-    let Some(millis) = parse_i64(timeout) else {
-        out.error("ERR timeout is not an integer or out of range");
-        return None;
-    };
-    if millis < 0 {
-        out.error("ERR timeout is negative");
-        return None;
+    match parse_timeout_millis(timeout) {
+        Ok(timeout) => Some((count, timeout)),
+        Err(error) => {
+            out.error(error);
+            None
+        }
     }
-    let timeout = u64::try_from(millis)
-        .ok()
-        .filter(|millis| *millis > 0)
-        .map(Duration::from_millis);
-    Some((count, timeout))
 }
 
 /// Whether append-only file record `sequence` is on disk (false with the file off; with
@@ -142,8 +150,8 @@ pub fn locally_synced(shared: &Shared, sequence: u64) -> bool {
 
 /// The reply once the wait is over: `[numlocal, numreplicas]` for WAITAOF, the replica
 /// count for WAIT (Herald has none).
-pub fn write_ack(reply: &mut ReplyWriter<'_>, shared: &Shared, sequence: u64, aof: bool) {
-    if aof {
+pub fn write_ack(reply: &mut ReplyWriter<'_>, shared: &Shared, sequence: u64, shape: AckReply) {
+    if shape == AckReply::LocalAndReplicas {
         reply.array(2);
         reply.integer(i64::from(locally_synced(shared, sequence)));
     }

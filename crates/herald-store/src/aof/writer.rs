@@ -420,22 +420,13 @@ impl AofWriter {
     /// replaces the live file. Blocks until the switch is done; on failure the live file
     /// is untouched and keeps receiving appends.
     pub fn finish_rewrite(&self, snapshot: &Path) -> io::Result<()> {
-        let (reply, result) = mpsc::channel();
-        {
-            let mut state = self.shared.state.lock();
+        self.ask_thread(|state, reply| {
             if state.rewrite.is_none() {
                 return Err(io::Error::other("no rewrite in progress"));
             }
-            // The thread may already have flushed and exited: nobody would answer.
-            if state.shutdown {
-                return Err(io::Error::other("the append-only file is shutting down"));
-            }
             state.switch = Some((snapshot.to_owned(), reply));
-        }
-        self.shared.wake.notify_one();
-        result
-            .recv()
-            .unwrap_or_else(|_| Err(io::Error::other("the append-only file writer stopped")))
+            Ok(())
+        })
     }
 
     /// Writes and fsyncs everything appended so far, whatever the policy, and waits for
@@ -444,13 +435,26 @@ impl AofWriter {
     /// error is the write's or the fsync's; the bytes stay buffered and are retried as
     /// after any failure.
     pub fn flush(&self) -> io::Result<()> {
+        self.ask_thread(|state, reply| {
+            state.flushes.push(reply);
+            Ok(())
+        })
+    }
+
+    /// Hands the thread a request (`post` files `reply` in the state, or refuses), wakes
+    /// it and blocks for its answer. Refused once the thread is shutting down: it may
+    /// already have flushed and exited, and nobody would answer.
+    fn ask_thread(
+        &self,
+        post: impl FnOnce(&mut State, mpsc::Sender<io::Result<()>>) -> io::Result<()>,
+    ) -> io::Result<()> {
         let (reply, result) = mpsc::channel();
         {
             let mut state = self.shared.state.lock();
             if state.shutdown {
                 return Err(io::Error::other("the append-only file is shutting down"));
             }
-            state.flushes.push(reply);
+            post(&mut state, reply)?;
         }
         self.shared.wake.notify_one();
         result
