@@ -164,21 +164,7 @@ async fn query_buffer_limit_closes_the_client() {
         .await;
     admin.expect(b"+OK\r\n").await;
     let mut c = server.client().await;
-    c.send(b"*2\r\n$4\r\nECHO\r\n$3000000\r\n").await;
-    let chunk = vec![b'q'; 64 * 1024];
-    let mut closed = false;
-    for _ in 0..40 {
-        if tokio::io::AsyncWriteExt::write_all(&mut c.stream, &chunk)
-            .await
-            .is_err()
-        {
-            closed = true;
-            break;
-        }
-    }
-    if !closed {
-        c.expect_closed().await;
-    }
+    c.flood_until_closed().await;
     admin.cmd(&[b"INFO", b"stats"]).await;
     let info = String::from_utf8(admin.read_bulk().await).unwrap();
     assert!(

@@ -134,3 +134,25 @@ async fn a_client_that_leaves_while_waiting_for_ever_is_let_go() {
     }
     server.stop().await;
 }
+
+#[tokio::test]
+async fn a_client_that_floods_while_waiting_hits_the_query_buffer_limit() {
+    let server = TestServer::start().await;
+    let mut admin = server.client().await;
+    admin
+        .cmd(&[b"CONFIG", b"SET", b"client-query-buffer-limit", b"1mb"])
+        .await;
+    admin.expect(b"+OK\r\n").await;
+    let mut client = server.client().await;
+    client.cmd(&[b"WAIT", b"1", b"0"]).await;
+    client.expect_silence(Duration::from_millis(50)).await;
+    // Read ahead while waiting, and cut off past the limit rather than kept for ever.
+    client.flood_until_closed().await;
+    admin.cmd(&[b"INFO", b"stats"]).await;
+    let info = String::from_utf8(admin.read_bulk().await).unwrap();
+    assert!(
+        info.contains("client_query_buffer_limit_disconnections:1\r\n"),
+        "{info}"
+    );
+    server.stop().await;
+}

@@ -216,6 +216,19 @@ impl Raw {
         }
     }
 
+    /// Starts a 3 MB argument and sends it in 64 KB pieces, as a flooding client does,
+    /// until the server closes the connection (asserted: within the reply timeout).
+    pub async fn flood_until_closed(&mut self) {
+        self.send(b"*2\r\n$4\r\nECHO\r\n$3000000\r\n").await;
+        let chunk = vec![b'q'; 64 * 1024];
+        for _ in 0..40 {
+            if self.stream.write_all(&chunk).await.is_err() {
+                return;
+            }
+        }
+        self.expect_closed().await;
+    }
+
     /// Asserts nothing arrives for `wait`.
     pub async fn expect_silence(&mut self, wait: Duration) {
         let mut buf = [0u8; 64];
