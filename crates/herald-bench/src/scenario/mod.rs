@@ -385,7 +385,8 @@ pub async fn numpat(conn: &mut Conn, timeout: Duration) -> Result<i64, BenchErro
 }
 
 /// Reads messages until `expected` have arrived or none came for `idle`, checking each
-/// payload: per-publisher order, and latency from its send time (into `latencies`).
+/// payload: per-publisher order, and latency from its send time to the read that brought
+/// it (into `latencies`).
 pub async fn consume(
     mut conn: Conn,
     publishers: usize,
@@ -398,9 +399,8 @@ pub async fn consume(
         let Some(push) = conn.next_push(idle).await? else {
             break;
         };
-        let now = now_ns();
         match push.last {
-            PushTail::Bulk(payload) => stats.record(push.kind, payload, now),
+            PushTail::Bulk(payload) => stats.record(push.kind, payload, push.read_ns),
             PushTail::Int(_) => stats.foreign += 1,
         }
     }
@@ -509,10 +509,12 @@ pub async fn publish_pipelined(
     let mut seq = 0;
     let mut reported = 0;
     while stats.published < n {
+        // What is queued now goes out in one write: one send time for all of it.
+        let sent = now_ns();
         while seq < n && inflight.len() < depth.max(1) {
             channel.clear();
             let expected = route(publisher, seq, &mut channel);
-            write_payload(&mut payload, publisher, seq, now_ns(), payload_size);
+            write_payload(&mut payload, publisher, seq, sent, payload_size);
             encode_publish(conn.wbuf(), &channel, &payload);
             inflight.push_back(expected);
             stats.expected += expected;
