@@ -98,7 +98,8 @@ struct ServerArgs {
     /// ... and is at least this big (default 64mb).
     #[arg(long, value_name = "SIZE")]
     auto_aof_rewrite_min_size: Option<String>,
-    /// Worker threads serving clients (default: one per CPU the process may run on).
+    /// Worker threads serving clients (default: one per CPU the process may run on but
+    /// one, at least one).
     #[arg(long, value_name = "N")]
     threads: Option<usize>,
     #[command(flatten)]
@@ -216,11 +217,12 @@ fn run_server(
     config: ServerConfig,
     gateway: Option<herald_gateway::GatewayConfig>,
 ) -> anyhow::Result<()> {
-    let mut builder = tokio::runtime::Builder::new_multi_thread();
-    if let Some(threads) = config.threads {
-        builder.worker_threads(threads);
-    }
-    let runtime = builder
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(
+            config
+                .threads
+                .unwrap_or_else(herald_server::config::default_worker_threads),
+        )
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;

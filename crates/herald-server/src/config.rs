@@ -215,14 +215,30 @@ pub struct ServerConfig {
     pub auto_aof_rewrite_percentage: u64,
     /// ... and is at least this big, e.g. `64mb`.
     pub auto_aof_rewrite_min_size: String,
-    /// Worker threads of the `herald` binary's runtime; `None`, one per CPU the process
-    /// may run on. Read by the binary, which builds the runtime: [`crate::Server`] runs
-    /// on whatever runtime its embedder built.
+    /// Worker threads of the `herald` binary's runtime; `None`,
+    /// [`default_worker_threads`]. Read by the binary, which builds the runtime:
+    /// [`crate::Server`] runs on whatever runtime its embedder built.
     pub threads: Option<usize>,
 }
 
 /// Most worker threads `threads` may ask for.
 pub const MAX_THREADS: usize = 1024;
+
+/// Worker threads when `threads` is not set: one per CPU the process may run on, but
+/// one, and at least one. The CPU left over is for the kernel's network work and the
+/// clients. Measured on the 2-core reference machine, clients on the same box (as
+/// every benchmark there): one worker against two delivered 1.42x as much in saturated
+/// fan-out 2 -> 20 at 0.60x the CPU per delivery (two workers and the load generator
+/// are three busy threads on two cores; tokio's workers then wake and steal from each
+/// other across cores), 1.33x in 1 -> 200, 1.2x pipelined PUBLISH, 0.82x the CPU at a
+/// fixed rate (`docs/PERFORMANCE.md`). Where the clients run elsewhere and one core is
+/// not enough, `threads` says how many.
+pub fn default_worker_threads() -> usize {
+    std::thread::available_parallelism()
+        .map_or(1, |cpus| cpus.get())
+        .saturating_sub(1)
+        .max(1)
+}
 
 /// Reads Redis's `yes`/`no` (or a TOML boolean).
 fn yes_or_no<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<bool, D::Error> {

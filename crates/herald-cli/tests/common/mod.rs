@@ -47,9 +47,26 @@ where
     I: IntoIterator<Item = S>,
     S: AsRef<OsStr>,
 {
-    let mut child = Command::new(HERALD)
-        .arg("server")
-        .args(args)
+    let mut command = Command::new(HERALD);
+    command.arg("server").args(args);
+    spawn_until(command, needles)
+}
+
+/// Starts `herald server ARGS` allowed to run on CPU `cpu` only (`taskset`, as the
+/// benchmarks pin servers) and waits until it accepts connections.
+pub fn start_on_cpu<I, S>(cpu: &str, args: I) -> Running
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<OsStr>,
+{
+    let mut command = Command::new("taskset");
+    command.args(["-c", cpu, HERALD, "server"]).args(args);
+    spawn_until(command, &[READY]).0
+}
+
+/// Spawns `command` (a `herald server`) and waits for `needles` as [`start_until`].
+fn spawn_until(mut command: Command, needles: &[&str]) -> (Running, Vec<String>) {
+    let mut child = command
         .env("RUST_LOG", "info")
         .env_remove("HERALD_GATEWAY_JWT_SECRET")
         .stdout(Stdio::null())
