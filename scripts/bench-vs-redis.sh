@@ -49,13 +49,14 @@ MACHINE="$OUT/machine.txt"
 # 10 000 subscriber connections on each side of loopback.
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 
-# Sizes: messages per publisher, chosen so each run lasts a few seconds on this machine.
+# Sizes: messages per publisher, chosen so each run lasts about a second or more on this
+# machine (CPU time is read in 10 ms ticks, so shorter runs make the CPU ratios noise).
 if ((QUICK)); then
     FAN2X20=5000 FAN1X200=500 FAN1X1=50000 LAT_SECS=2 PAT10=5000 PAT10K=300 PAT100K=50
     PAT_LONG=20000 PUBONLY=2000 RB_N=100000 CONNS=2000
 else
-    FAN2X20=25000 FAN1X200=5000 FAN1X1=300000 LAT_SECS=5 PAT10=20000 PAT10K=3000 PAT100K=300
-    PAT_LONG=200000 PUBONLY=20000 RB_N=1000000 CONNS=10000
+    FAN2X20=200000 FAN1X200=25000 FAN1X1=300000 LAT_SECS=5 PAT10=20000 PAT10K=3000 PAT100K=300
+    PAT_LONG=200000 PUBONLY=60000 RB_N=1000000 CONNS=10000
 fi
 
 free_port() {
