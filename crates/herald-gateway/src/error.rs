@@ -16,7 +16,7 @@ use crate::auth::AuthError;
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
     /// The HTTP address could not be bound (port in use, no permission).
-    #[error("cannot listen on {addr} for HTTP (the gateway): {source}; choose another port with --http-port or turn the gateway off with --no-http")]
+    #[error("cannot listen on {addr} for HTTP (the gateway; choose another port with --http-port or turn it off with --no-http)")]
     Bind {
         /// The address.
         addr: SocketAddr,

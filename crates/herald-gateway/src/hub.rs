@@ -295,10 +295,11 @@ impl Session {
         self.subscriptions.lock().count()
     }
 
-    /// Once the outbox is killed (slow consumer, shutdown), unsubscribes at once instead
-    /// of when the session ends: an SSE response whose client stopped reading ends only
-    /// when hyper can write again, which may be never. The connection keeps its slot
-    /// until then, so `max_connections` still bounds what stalled clients hold.
+    /// Once the outbox is killed (slow consumer, shutdown), unsubscribes and counts a slow
+    /// consumer at once ([`Session::note_slow_consumer`]) instead of when the session
+    /// ends: an SSE response whose client stopped reading ends only when hyper can write
+    /// again, which may be never. The connection keeps its slot until then, so
+    /// `max_connections` still bounds what stalled clients hold.
     pub fn release_when_killed(&self) {
         let hub = Arc::clone(&self.hub);
         let outbox = Arc::clone(&self.outbox);
@@ -306,7 +307,7 @@ impl Session {
         let transport = self.transport;
         tokio::spawn(async move {
             outbox.killed().await;
-            release(&hub, transport, &outbox, &subscriptions);
+            note_closed(&hub, transport, &outbox, &subscriptions);
         });
     }
 
@@ -422,21 +423,43 @@ impl Session {
         self.outbox.set_class(class);
     }
 
-    /// If the outbox was closed for exceeding its budget: counts and logs it, returns true.
+    /// After the outbox was closed: gives the subscriptions back (so that NUMSUB and
+    /// PUBLISH's count no longer see this client) and, if it was closed for exceeding its
+    /// budget, counts and logs a slow consumer and returns true. For a session without
+    /// the watchdog of [`Session::release_when_killed`] (which does this itself).
     pub fn note_slow_consumer(&self) -> bool {
-        match self.outbox.close_reason() {
-            Some(reason) if reason.is_output_limit() => {
-                GatewayStats::add(&self.stats().slow_consumers, 1);
-                tracing::warn!(
-                    client = %self.outbox.id(),
-                    transport = self.transport.label(),
-                    ?reason,
-                    "gateway client closed for overcoming of output buffer limits"
-                );
-                true
-            }
-            _ => false,
+        note_closed(&self.hub, self.transport, &self.outbox, &self.subscriptions)
+    }
+
+    /// Whether the outbox was closed for exceeding its budget (no side effects).
+    pub fn is_slow_consumer(&self) -> bool {
+        self.outbox
+            .close_reason()
+            .is_some_and(|reason| reason.is_output_limit())
+    }
+}
+
+/// A closed session's subscriptions go back before it is counted, so that whoever sees
+/// the slow-consumer count also sees the subscription gone. True for a slow consumer.
+fn note_closed(
+    hub: &Hub,
+    transport: Transport,
+    outbox: &Outbox,
+    subscriptions: &Mutex<Subscriptions>,
+) -> bool {
+    release(hub, transport, outbox, subscriptions);
+    match outbox.close_reason() {
+        Some(reason) if reason.is_output_limit() => {
+            GatewayStats::add(&hub.stats.of(transport).slow_consumers, 1);
+            tracing::warn!(
+                client = %outbox.id(),
+                transport = transport.label(),
+                ?reason,
+                "gateway client closed for overcoming of output buffer limits"
+            );
+            true
         }
+        _ => false,
     }
 }
 

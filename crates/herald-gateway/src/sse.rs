@@ -188,7 +188,8 @@ impl Reader {
                 }
                 OutboxBatch::Finished | OutboxBatch::Killed => {
                     self.done = true;
-                    let code = if self.session.note_slow_consumer() {
+                    // Counted by the session's watchdog when the outbox was killed.
+                    let code = if self.session.is_slow_consumer() {
                         "slow_consumer"
                     } else {
                         "shutting_down"

@@ -445,6 +445,11 @@ fn http_port_in_use_is_a_clear_startup_failure() {
         "{stderr}"
     );
     assert!(stderr.contains("--no-http"), "{stderr}");
+    assert_eq!(
+        stderr.matches("Address already in use").count(),
+        1,
+        "the cause once: {stderr}"
+    );
 }
 
 #[test]

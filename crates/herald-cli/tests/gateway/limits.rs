@@ -174,6 +174,15 @@ async fn an_sse_client_that_stops_reading_is_cut_off_too() {
             "never cut off after {published} messages of 64 KB"
         );
     }
+    // Counted only after its subscription went back, though its response may never end
+    // (hyper writes no more to a socket the client does not read).
+    let numsub: (String, i64) = redis::cmd("PUBSUB")
+        .arg("NUMSUB")
+        .arg("firehose")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(numsub.1, 0, "the slow consumer's subscription is gone");
 }
 
 #[tokio::test]
