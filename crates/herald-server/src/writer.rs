@@ -206,30 +206,77 @@ pub struct DirectSink {
     shared: Arc<Shared>,
 }
 
+/// What a thread's direct writes reuse from one call to the next: the entries taken from
+/// an outbox and the batch they are encoded into. Allocated per call, they were most of
+/// a fixed-rate delivery's user-space instructions (callgrind: the vectors and the
+/// scratch buffer grown from empty for every subscriber of every message). Kept per
+/// thread, not per connection, so that idle connections hold none of it.
+#[derive(Default)]
+struct DirectBuffers {
+    entries: Vec<Outgoing>,
+    batch: WriteBatch,
+}
+
+/// A thread's [`DirectBuffers`] keep at most this much between calls.
+const DIRECT_BUFFER_KEEP_BYTES: usize = 64 * 1024;
+/// ... and room for at most this many entries.
+const DIRECT_ENTRIES_KEEP: usize = 1024;
+
+impl DirectBuffers {
+    /// Gives back what one large batch grew (a burst to one subscriber).
+    fn trim(&mut self) {
+        if self.entries.capacity() > DIRECT_ENTRIES_KEEP {
+            self.entries = Vec::new();
+        }
+        if self.batch.scratch.capacity() > DIRECT_BUFFER_KEEP_BYTES
+            || self.batch.chunks.capacity() > MAX_IOVECS
+        {
+            self.batch = WriteBatch::default();
+        }
+    }
+}
+
+thread_local! {
+    static DIRECT_BUFFERS: std::cell::RefCell<DirectBuffers> =
+        std::cell::RefCell::new(DirectBuffers::default());
+}
+
 impl DirectWrite for DirectSink {
     fn write_now(&self, claim: &WriteClaim<'_>) {
-        // Buffers live for one call: kept in the sink, every idle connection would hold
-        // the ones its last reply needed (+0.4 KB RSS per connection, measured).
-        let mut entries = Vec::new();
-        let mut batch = WriteBatch::default();
+        DIRECT_BUFFERS.with(|buffers| match buffers.try_borrow_mut() {
+            Ok(mut buffers) => {
+                let DirectBuffers { entries, batch } = &mut *buffers;
+                self.write_with(claim, entries, batch);
+                buffers.trim();
+            }
+            // Not reentrant in practice (nothing here calls back into a flush); if it
+            // ever is, the inner call pays for its own buffers rather than panicking.
+            Err(_) => self.write_with(claim, &mut Vec::new(), &mut WriteBatch::default()),
+        });
+    }
+}
+
+impl DirectSink {
+    /// Writes what the claimed outbox holds until it is empty or the socket is full;
+    /// `entries` and `batch` come (and go back) empty.
+    fn write_with(
+        &self,
+        claim: &WriteClaim<'_>,
+        entries: &mut Vec<Outgoing>,
+        batch: &mut WriteBatch,
+    ) {
         let protocol = self.protocol.get();
         loop {
             entries.clear();
-            if claim.take_batch(&mut entries, WRITE_BATCH_BYTES) != OutboxBatch::Ready {
+            if claim.take_batch(entries, WRITE_BATCH_BYTES) != OutboxBatch::Ready {
                 // Empty, or finished/killed: the writer task handles the latter.
                 return;
             }
-            let deliveries = batch.put_entries(&mut entries, protocol);
+            let deliveries = batch.put_entries(entries, protocol);
             let bytes = batch.len();
             let mut written_total = 0usize;
             while !batch.chunks.is_empty() {
-                let slices: Vec<IoSlice<'_>> = batch
-                    .chunks
-                    .iter()
-                    .take(MAX_IOVECS)
-                    .map(|chunk| IoSlice::new(chunk))
-                    .collect();
-                match self.socket.try_write_vectored(&slices) {
+                match try_write_chunks(&self.socket, &batch.chunks) {
                     Ok(0) => break,
                     Ok(written) => {
                         written_total += written;
@@ -255,6 +302,24 @@ impl DirectWrite for DirectSink {
             return;
         }
     }
+}
+
+/// One non-blocking write of the first chunks (at most [`MAX_IOVECS`]). A single chunk,
+/// the usual case (small deliveries are copied into one scratch buffer), is a plain
+/// `write`; several go out in one `writev` through iovecs on the stack (a vector of
+/// them per call was an allocation per write, and filling all 64 slots a few hundred
+/// instructions).
+fn try_write_chunks(socket: &OwnedWriteHalf, chunks: &VecDeque<Bytes>) -> std::io::Result<usize> {
+    if chunks.len() == 1 {
+        return socket.try_write(&chunks[0]);
+    }
+    let mut slices = [IoSlice::new(&[]); MAX_IOVECS];
+    let mut count = 0;
+    for (slot, chunk) in slices.iter_mut().zip(chunks) {
+        *slot = IoSlice::new(chunk);
+        count += 1;
+    }
+    socket.try_write_vectored(&slices[..count])
 }
 
 /// The part of a delivery every subscriber shares, in RESP2 and RESP3 alike: the
@@ -284,15 +349,11 @@ async fn write_chunks(
     chunks: &mut VecDeque<Bytes>,
 ) -> std::io::Result<()> {
     while !chunks.is_empty() {
-        let slices: Vec<IoSlice<'_>> = chunks
-            .iter()
-            .take(MAX_IOVECS)
-            .map(|chunk| IoSlice::new(chunk))
-            .collect();
-        let written = match socket.try_write_vectored(&slices) {
+        // The iovecs live in a call of their own: across the `.await` below, every
+        // connection's writer task would carry them in its future.
+        let written = match try_write_chunks(socket, chunks) {
             Ok(written) => written,
             Err(err) if err.kind() == std::io::ErrorKind::WouldBlock => {
-                drop(slices);
                 socket.writable().await?;
                 continue;
             }
