@@ -113,10 +113,13 @@ impl WriteBatch {
     }
 
     fn len(&self) -> usize {
-        self.chunks.iter().map(Bytes::len).sum()
+        self.chunks.iter().map(Bytes::len).sum::<usize>() + self.scratch.len()
     }
 
     /// Encodes `entries` (drained) behind what the batch holds; returns the deliveries.
+    /// What follows the last referenced payload stays in `scratch`: a batch of small
+    /// messages is then one contiguous buffer, written as it is (no `Bytes` made of it
+    /// for every write). [`WriteBatch::seal_scratch`] moves it to `chunks`.
     fn put_entries(&mut self, entries: &mut Vec<Outgoing>, protocol: Protocol) -> u64 {
         let mut deliveries = 0u64;
         for entry in entries.drain(..) {
@@ -128,7 +131,6 @@ impl WriteBatch {
                 }
             }
         }
-        self.seal_scratch();
         deliveries
     }
 }
@@ -217,8 +219,9 @@ struct DirectBuffers {
     batch: WriteBatch,
 }
 
-/// A thread's [`DirectBuffers`] keep at most this much between calls.
-const DIRECT_BUFFER_KEEP_BYTES: usize = 64 * 1024;
+/// A write scratch buffer (a thread's [`DirectBuffers`], a writer task's batch) keeps at
+/// most this much between writes.
+const SCRATCH_KEEP_BYTES: usize = 64 * 1024;
 /// ... and room for at most this many entries.
 const DIRECT_ENTRIES_KEEP: usize = 1024;
 
@@ -228,7 +231,7 @@ impl DirectBuffers {
         if self.entries.capacity() > DIRECT_ENTRIES_KEEP {
             self.entries = Vec::new();
         }
-        if self.batch.scratch.capacity() > DIRECT_BUFFER_KEEP_BYTES
+        if self.batch.scratch.capacity() > SCRATCH_KEEP_BYTES
             || self.batch.chunks.capacity() > MAX_IOVECS
         {
             self.batch = WriteBatch::default();
@@ -266,6 +269,10 @@ impl DirectSink {
         batch: &mut WriteBatch,
     ) {
         let protocol = self.protocol.get();
+        // Empty already (every path below leaves them so); cleared anyway, because bytes
+        // left over here would go to the next subscriber this thread writes to.
+        batch.chunks.clear();
+        batch.scratch.clear();
         loop {
             entries.clear();
             if claim.take_batch(entries, WRITE_BATCH_BYTES) != OutboxBatch::Ready {
@@ -273,6 +280,16 @@ impl DirectSink {
                 return;
             }
             let deliveries = batch.put_entries(entries, protocol);
+            if batch.chunks.is_empty() {
+                match self.write_contiguous(claim, &mut batch.scratch) {
+                    Contiguous::All => {
+                        self.shared.stats.deliveries_written.add(deliveries);
+                        continue;
+                    }
+                    Contiguous::Stopped => return,
+                }
+            }
+            batch.seal_scratch();
             let bytes = batch.len();
             let mut written_total = 0usize;
             while !batch.chunks.is_empty() {
@@ -301,6 +318,41 @@ impl DirectSink {
             claim.requeue_front(batch.chunks.drain(..));
             return;
         }
+    }
+}
+
+/// How a direct write of one contiguous buffer went.
+enum Contiguous {
+    /// Every byte went out: take the next batch.
+    All,
+    /// The socket is full (the rest is queued again) or failed (the client killed).
+    Stopped,
+}
+
+impl DirectSink {
+    /// Writes `scratch` with one non-blocking `write` and leaves it empty: what the
+    /// socket does not take goes back to the head of the queue, copied out (the socket
+    /// is full, which is rare here, and the buffer serves this thread's next write).
+    fn write_contiguous(&self, claim: &WriteClaim<'_>, scratch: &mut BytesMut) -> Contiguous {
+        let written = match self.socket.try_write(scratch) {
+            Ok(written) => written,
+            Err(err) if err.kind() == std::io::ErrorKind::WouldBlock => 0,
+            Err(err) => {
+                tracing::debug!(client = %claim.outbox().id(), %err, "write failed; closing");
+                scratch.clear();
+                claim.outbox().kill(CloseReason::Killed);
+                return Contiguous::Stopped;
+            }
+        };
+        self.shared.stats.net_output_bytes.add(written as u64);
+        if written == scratch.len() {
+            scratch.clear();
+            return Contiguous::All;
+        }
+        let rest = Bytes::copy_from_slice(&scratch[written..]);
+        scratch.clear();
+        claim.requeue_front(std::iter::once(rest));
+        Contiguous::Stopped
     }
 }
 
@@ -344,10 +396,27 @@ fn encode_shared_part(message: &Message) -> Bytes {
     part.freeze()
 }
 
-async fn write_chunks(
-    socket: &OwnedWriteHalf,
-    chunks: &mut VecDeque<Bytes>,
-) -> std::io::Result<()> {
+/// Writes the whole batch, waiting for the socket when it is full, and leaves it empty.
+async fn write_batch(socket: &OwnedWriteHalf, batch: &mut WriteBatch) -> std::io::Result<()> {
+    if batch.chunks.is_empty() {
+        // All in one buffer (no payload large enough to be referenced): write it as it is.
+        while !batch.scratch.is_empty() {
+            let written = match socket.try_write(&batch.scratch) {
+                Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
+                Ok(written) => written,
+                Err(err) if err.kind() == std::io::ErrorKind::WouldBlock => {
+                    socket.writable().await?;
+                    continue;
+                }
+                Err(err) => return Err(err),
+            };
+            batch.scratch.advance(written);
+        }
+        batch.scratch.clear();
+        return Ok(());
+    }
+    batch.seal_scratch();
+    let chunks = &mut batch.chunks;
     while !chunks.is_empty() {
         // The iovecs live in a call of their own: across the `.await` below, every
         // connection's writer task would carry them in its future.
@@ -428,7 +497,7 @@ pub async fn run(
             let deliveries = batch.put_entries(&mut entries, protocol.get());
             let bytes = batch.len();
             let result = tokio::select! {
-                result = write_chunks(&socket, &mut batch.chunks) => result,
+                result = write_batch(&socket, &mut batch) => result,
                 _ = outbox.killed() => return,
             };
             if let Err(err) = result {
@@ -440,6 +509,10 @@ pub async fn run(
             shared.stats.deliveries_written.add(deliveries);
         }
         drop(claim);
+        if batch.scratch.capacity() > SCRATCH_KEEP_BYTES {
+            // A burst grew it; an idle connection gives that back.
+            batch.scratch = BytesMut::new();
+        }
         tokio::select! {
             _ = outbox.output_ready() => {}
             _ = outbox.killed() => return,

@@ -132,6 +132,7 @@ fn write_through(ring: &mut IoUring, claims: &[DirectClaim<'_>]) -> std::io::Res
         }
         let mut batch = WriteBatch::default();
         let deliveries = batch.put_entries(&mut entries, sink.protocol.get());
+        batch.seal_scratch();
         if batch.chunks.is_empty() {
             // Only empty frames: nothing to send, but the sink may find more queued.
             sink.shared.stats.deliveries_written.add(deliveries);
