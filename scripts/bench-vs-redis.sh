@@ -3,13 +3,15 @@
 # pub/sub section of docs/PERFORMANCE.md (between its BEGIN/END bench-vs-redis markers)
 # plus docs/bench-vs-redis.svg, both written from what this run measured.
 #
-#   scripts/bench-vs-redis.sh            every scenario, pinned then unpinned (~10 min on 2 cores)
+#   scripts/bench-vs-redis.sh            every scenario, pinned then unpinned, then the
+#                                        saturated and fixed-rate ones on two workers (~6 min)
 #   scripts/bench-vs-redis.sh --quick    the same with small sizes (a minute; to check the script)
 #   scripts/bench-vs-redis.sh --no-doc   measure only; results stay in .cache/bench-vs-redis/
 #
 # Each scenario gets a fresh Herald (target/release/herald, built here) and a fresh
 # redis-server on free 127.0.0.1 ports; `herald bench --compare` interleaves them A B A B.
 # pinned: servers on core 0, load generator on core 1 (taskset). unpinned: no pinning.
+# two workers: unpinned, Herald with --threads 2.
 # Installs redis-server (apt-get) only when it is missing. Not run by CI: too noisy.
 set -euo pipefail
 
@@ -63,7 +65,7 @@ free_port() {
     python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
 }
 
-SERVER_PIN=() GEN_PIN=() MODE=""
+SERVER_PIN=() GEN_PIN=() MODE="" HERALD_ARGS=()
 HPID="" RPID="" HPORT="" RPORT=""
 
 wait_ready() {
@@ -78,7 +80,8 @@ wait_ready() {
 start_servers() {
     HPORT=$(free_port)
     RPORT=$(free_port)
-    "${SERVER_PIN[@]}" "$HERALD" server --port "$HPORT" --maxclients 100000 >"$OUT/herald.log" 2>&1 &
+    "${SERVER_PIN[@]}" "$HERALD" server --port "$HPORT" --maxclients 100000 "${HERALD_ARGS[@]}" \
+        >"$OUT/herald.log" 2>&1 &
     HPID=$!
     "${SERVER_PIN[@]}" redis-server --port "$RPORT" --save '' --appendonly no --maxclients 100000 \
         >"$OUT/redis.log" 2>&1 &
@@ -203,18 +206,26 @@ connections() {
 
 run_mode() {
     MODE=$1
-    if [[ $MODE == pinned ]]; then
-        SERVER_PIN=(taskset -c 0) GEN_PIN=(taskset -c 1)
-    else
-        SERVER_PIN=(env) GEN_PIN=(env)
-    fi
+    HERALD_ARGS=()
+    case $MODE in
+    pinned) SERVER_PIN=(taskset -c 0) GEN_PIN=(taskset -c 1) ;;
+    unpinned) SERVER_PIN=(env) GEN_PIN=(env) ;;
+    # Herald's runtime on both cores (its default here is one worker per CPU but one).
+    "two workers") SERVER_PIN=(env) GEN_PIN=(env) HERALD_ARGS=(--threads 2) ;;
+    esac
     {
         echo "# $MODE: a fresh pair of servers for every line below"
-        echo "${SERVER_PIN[*]} target/release/herald server --port \$HERALD_PORT --maxclients 100000 &"
+        echo "${SERVER_PIN[*]} target/release/herald server --port \$HERALD_PORT --maxclients 100000 ${HERALD_ARGS[*]}" | sed -E 's/ +$//; s/$/ \&/'
         echo "${SERVER_PIN[*]} redis-server --port \$REDIS_PORT --save '' --appendonly no --maxclients 100000 &"
     } | sed -E 's/^env //' >>"$COMMANDS"
     compare fanout-2x20 fanout --publishers 2 --subscribers 20 --messages "$FAN2X20"
     compare fanout-1x200 fanout --publishers 1 --subscribers 200 --messages "$FAN1X200"
+    if [[ $MODE == "two workers" ]]; then
+        # What a second worker does where the first one is saturated or idle.
+        compare latency-10k latency --rate 10000 --duration "$LAT_SECS" --subscribers 20
+        compare publish-only fanout --publishers 50 --subscribers 0 --messages "$PUBONLY"
+        return
+    fi
     compare fanout-1x1 fanout --publishers 1 --subscribers 1 --messages "$FAN1X1"
     compare latency-10k latency --rate 10000 --duration "$LAT_SECS" --subscribers 20
     compare patterns-10 patterns --subscribers 10 --patterns 1 --messages "$PAT10"
@@ -240,6 +251,7 @@ run_mode() {
 
 run_mode pinned
 run_mode unpinned
+run_mode "two workers"
 echo "load avg:  $(cut -d' ' -f1-3 /proc/loadavg) at the end" >>"$MACHINE"
 
 if ((${#FAILURES[@]})); then
