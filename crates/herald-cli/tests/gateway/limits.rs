@@ -133,13 +133,11 @@ async fn a_websocket_client_that_stops_reading_is_closed_as_a_slow_consumer() {
             "never closed after {published} messages of 64 KB"
         );
     }
-    let numsub: (String, i64) = redis::cmd("PUBSUB")
-        .arg("NUMSUB")
-        .arg("firehose")
-        .query_async(&mut conn)
-        .await
-        .unwrap();
-    assert_eq!(numsub.1, 0, "the slow consumer's subscription is gone");
+    assert_eq!(
+        numsub(&mut conn, "firehose").await,
+        0,
+        "the slow consumer's subscription is gone"
+    );
     // Reading now: queued messages, then the documented close code (or a dropped socket
     // if the close frame could not be written in time).
     let code = close_code(&mut ws).await;
@@ -176,13 +174,11 @@ async fn an_sse_client_that_stops_reading_is_cut_off_too() {
     }
     // Counted only after its subscription went back, though its response may never end
     // (hyper writes no more to a socket the client does not read).
-    let numsub: (String, i64) = redis::cmd("PUBSUB")
-        .arg("NUMSUB")
-        .arg("firehose")
-        .query_async(&mut conn)
-        .await
-        .unwrap();
-    assert_eq!(numsub.1, 0, "the slow consumer's subscription is gone");
+    assert_eq!(
+        numsub(&mut conn, "firehose").await,
+        0,
+        "the slow consumer's subscription is gone"
+    );
 }
 
 #[tokio::test]
@@ -190,4 +186,15 @@ async fn sse_sends_keep_alive_comments() {
     let herald = start(&["--gateway-sse-keepalive", "1"]);
     let mut events = sse(&herald.http, "?channel=quiet").await.unwrap();
     assert_eq!(events.block().await, ": keep-alive");
+}
+
+/// PUBSUB NUMSUB of one channel.
+async fn numsub(conn: &mut redis::aio::MultiplexedConnection, channel: &str) -> i64 {
+    let (_, count): (String, i64) = redis::cmd("PUBSUB")
+        .arg("NUMSUB")
+        .arg(channel)
+        .query_async(conn)
+        .await
+        .unwrap();
+    count
 }
