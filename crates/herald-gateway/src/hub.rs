@@ -22,6 +22,7 @@ use herald_engine::{ClientClass, ClientId, Engine, Outbox, Scope};
 use parking_lot::Mutex;
 use tokio_util::sync::CancellationToken;
 
+use crate::conn::Cut;
 use crate::error::RequestError;
 use crate::metrics::RespStats;
 use crate::GatewayConfig;
@@ -31,6 +32,8 @@ use crate::GatewayConfig;
 pub const GATEWAY_CLIENT_ID_BASE: u64 = 1 << 62;
 /// How often soft output limits are enforced on sessions nobody publishes to.
 pub const LIMIT_CRON_INTERVAL: Duration = Duration::from_millis(100);
+/// At shutdown, how long an SSE connection has to take its close event before it is cut.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(1);
 
 /// The gateway's transports, the `transport` label of its metrics.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -298,16 +301,29 @@ impl Session {
     /// Once the outbox is killed (slow consumer, shutdown), unsubscribes and counts a slow
     /// consumer at once ([`Session::note_slow_consumer`]) instead of when the session
     /// ends: an SSE response whose client stopped reading ends only when hyper can write
-    /// again, which may be never. The connection keeps its slot until then, so
-    /// `max_connections` still bounds what stalled clients hold.
-    pub fn release_when_killed(&self) {
+    /// again, which may be never. So its connection is cut too (see [`crate::conn`]): a
+    /// slow consumer's at once, as Redis closes it; at shutdown after
+    /// [`SHUTDOWN_GRACE`], time for a client that reads to get its close event, and for
+    /// the graceful shutdown not to wait for one that does not.
+    pub fn release_when_killed(&self, connection: Option<Arc<Cut>>) {
         let hub = Arc::clone(&self.hub);
         let outbox = Arc::clone(&self.outbox);
         let subscriptions = Arc::clone(&self.subscriptions);
         let transport = self.transport;
         tokio::spawn(async move {
             outbox.killed().await;
-            note_closed(&hub, transport, &outbox, &subscriptions);
+            let slow = note_closed(&hub, transport, &outbox, &subscriptions);
+            let Some(connection) = connection else {
+                return;
+            };
+            if slow {
+                connection.make();
+            } else if hub.shutdown.is_cancelled() {
+                tokio::time::sleep(SHUTDOWN_GRACE).await;
+                connection.make();
+            }
+            // Otherwise the session ended on its own (token expired, client gone): its
+            // connection may serve other requests and is left alone.
         });
     }
 

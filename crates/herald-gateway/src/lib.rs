@@ -7,6 +7,8 @@
 //! - [`hub`]: shared state, the session table, [`hub::Session`] (one subscriber's outbox
 //!   and subscriptions), counters.
 //! - [`auth`]: JWT verification and [`auth::Grants`] (who may read/write what).
+//! - [`conn`]: accepted connections the gateway can cut from outside (a stalled SSE
+//!   client's, which hyper would otherwise keep for ever).
 //! - [`protocol`]: the JSON frames and the payload encoding rule.
 //! - [`ws`]: `GET /ws`; [`sse`]: `GET /sse`; [`api`]: the HTTP API, health, routing.
 //! - [`dashboard`]: the dashboard's JSON and live stream; [`notify`]: the notification
@@ -20,6 +22,7 @@
 
 pub mod api;
 pub mod auth;
+pub mod conn;
 pub mod dashboard;
 pub mod error;
 pub mod hub;
@@ -179,10 +182,12 @@ impl Gateway {
             stop.cancel();
         };
         let closing = Arc::clone(&hub);
-        let serve = axum::serve(self.listener, app).with_graceful_shutdown(async move {
-            closing.shutdown.cancelled().await;
-            closing.kill_all();
-        });
+        let app = app.into_make_service_with_connect_info::<conn::ConnectionCut>();
+        let serve =
+            axum::serve(conn::Listener(self.listener), app).with_graceful_shutdown(async move {
+                closing.shutdown.cancelled().await;
+                closing.kill_all();
+            });
         tokio::spawn(signal);
         if let Err(err) = serve.await {
             tracing::warn!(%err, "gateway server failed");

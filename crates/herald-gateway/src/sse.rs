@@ -5,17 +5,17 @@
 //! `event: herald.subscribed` event, then one event per message with `event:` set to the
 //! channel and `data:` the same JSON `message` frame as WebSocket sends, and a keep-alive
 //! comment (`: keep-alive`) after each quiet interval. A client that falls behind its
-//! output budget gets a last `event: herald.close` (if it still fits) and the stream ends;
-//! so does a stream whose token expires (`token_expired`), as a WebSocket is closed
-//! with 4001.
+//! output budget gets a last `event: herald.close` (if it still fits) and its connection
+//! is closed, though hyper may be parked writing to it (`crate::conn`); a stream whose
+//! token expires (`token_expired`) ends too, as a WebSocket is closed with 4001.
 
 use std::collections::VecDeque;
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::{RawQuery, State};
-use axum::http::HeaderMap;
+use axum::extract::{ConnectInfo, RawQuery, State};
+use axum::http::{Extensions, HeaderMap};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use futures_util::stream::{self, Stream};
@@ -24,6 +24,7 @@ use serde_json::json;
 
 use crate::api::{authenticate, query_pairs};
 use crate::auth::now_secs;
+use crate::conn::{ConnectionCut, Cut};
 use crate::error::RequestError;
 use crate::hub::{GatewayStats, Hub, Session, Transport};
 
@@ -39,8 +40,13 @@ pub async fn stream(
     State(hub): State<Arc<Hub>>,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
+    extensions: Extensions,
 ) -> Response {
-    match open(&hub, query.as_deref(), &headers) {
+    // Absent only where the router is served without the gateway's listener (tests).
+    let connection = extensions
+        .get::<ConnectInfo<ConnectionCut>>()
+        .map(|info| Arc::clone(&info.0.cut));
+    match open(&hub, query.as_deref(), &headers, connection) {
         Ok((session, expires_at)) => {
             let keep_alive = KeepAlive::new()
                 .interval(hub.config.sse_keep_alive)
@@ -58,6 +64,7 @@ fn open(
     hub: &Arc<Hub>,
     query: Option<&str>,
     headers: &HeaderMap,
+    connection: Option<Arc<Cut>>,
 ) -> Result<(Session, Option<u64>), RequestError> {
     let query = query_pairs(query);
     let grants = authenticate(hub, headers, &query)?;
@@ -96,7 +103,7 @@ fn open(
     for pattern in &patterns {
         session.psubscribe(pattern);
     }
-    session.release_when_killed();
+    session.release_when_killed(connection);
     Ok((session, grants.expires_at()))
 }
 

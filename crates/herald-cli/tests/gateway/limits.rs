@@ -1,8 +1,12 @@
 //! Limits: subscriptions per connection, message size, connections, slow consumers,
 //! and the SSE keep-alive.
 
+use std::time::Duration;
+
 use futures_util::SinkExt;
 use serde_json::json;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
 
 use crate::*;
@@ -119,14 +123,7 @@ async fn a_websocket_client_that_stops_reading_is_closed_as_a_slow_consumer() {
         {
             break;
         }
-        for _ in 0..16 {
-            let _: i64 = redis::cmd("PUBLISH")
-                .arg("firehose")
-                .arg(&payload[..])
-                .query_async(&mut conn)
-                .await
-                .unwrap();
-        }
+        publish_many(&mut conn, "firehose", &payload, 16).await;
         published += 16;
         assert!(
             published < 8192,
@@ -147,8 +144,7 @@ async fn a_websocket_client_that_stops_reading_is_closed_as_a_slow_consumer() {
 #[tokio::test]
 async fn an_sse_client_that_stops_reading_is_cut_off_too() {
     let herald = start(&["--client-output-buffer-limit", "pubsub 256kb 0 0"]);
-    // Opened and then never read again.
-    let _stalled = sse(&herald.http, "?channel=firehose").await.unwrap();
+    let mut stalled = stalled_sse(&herald, "firehose").await;
     let payload = vec![b'y'; 64 * 1024];
     let mut conn = redis(&herald.resp).await;
     let mut published = 0;
@@ -158,27 +154,73 @@ async fn an_sse_client_that_stops_reading_is_cut_off_too() {
         if sample(&text, series) == Some(1.0) {
             break;
         }
-        for _ in 0..16 {
-            let _: i64 = redis::cmd("PUBLISH")
-                .arg("firehose")
-                .arg(&payload[..])
-                .query_async(&mut conn)
-                .await
-                .unwrap();
-        }
+        publish_many(&mut conn, "firehose", &payload, 16).await;
         published += 16;
         assert!(
             published < 8192,
             "never cut off after {published} messages of 64 KB"
         );
     }
-    // Counted only after its subscription went back, though its response may never end
-    // (hyper writes no more to a socket the client does not read).
+    // Counted only after its subscription went back.
     assert_eq!(
         numsub(&mut conn, "firehose").await,
         0,
         "the slow consumer's subscription is gone"
     );
+    // And its connection is closed: what was sent before, then the end (hyper alone would
+    // keep it, parked in a write to a socket nobody reads).
+    let closed = tokio::time::timeout(WAIT, async {
+        let mut buf = vec![0; 64 * 1024];
+        loop {
+            match stalled.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+        }
+    })
+    .await;
+    assert!(
+        closed.is_ok(),
+        "the slow SSE consumer's connection stayed open"
+    );
+}
+
+#[test]
+fn sigterm_does_not_wait_for_an_sse_client_that_stopped_reading() {
+    let herald = start(&[]);
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let _stalled = runtime.block_on(async {
+        let stalled = stalled_sse(&herald, "firehose").await;
+        // About 12 MB: the socket buffers fill, the budget (32 MB) does not.
+        let mut conn = redis(&herald.resp).await;
+        let payload = vec![b'y'; 64 * 1024];
+        publish_many(&mut conn, "firehose", &payload, 200).await;
+        stalled
+    });
+    // Asserts the exit within `WAIT`; a graceful shutdown waiting for the stalled
+    // response would never end.
+    let status = herald.running.terminate();
+    assert!(status.success(), "{status:?}");
+}
+
+/// An SSE subscriber of `channel` that sends its request and never reads: a raw TCP
+/// connection with a small receive buffer, so that the server's writes soon stall.
+async fn stalled_sse(herald: &Herald, channel: &str) -> TcpStream {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let mut stream = socket.connect(herald.http.parse().unwrap()).await.unwrap();
+    let request = format!("GET /sse?channel={channel} HTTP/1.1\r\nHost: herald\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut conn = redis(&herald.resp).await;
+    let deadline = std::time::Instant::now() + WAIT;
+    while numsub(&mut conn, channel).await != 1 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the SSE client never subscribed"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    stream
 }
 
 #[tokio::test]
@@ -186,6 +228,23 @@ async fn sse_sends_keep_alive_comments() {
     let herald = start(&["--gateway-sse-keepalive", "1"]);
     let mut events = sse(&herald.http, "?channel=quiet").await.unwrap();
     assert_eq!(events.block().await, ": keep-alive");
+}
+
+/// PUBLISHes `payload` to `channel` `times` times, one after the other.
+async fn publish_many(
+    conn: &mut redis::aio::MultiplexedConnection,
+    channel: &str,
+    payload: &[u8],
+    times: usize,
+) {
+    for _ in 0..times {
+        let _: i64 = redis::cmd("PUBLISH")
+            .arg(channel)
+            .arg(payload)
+            .query_async(conn)
+            .await
+            .unwrap();
+    }
 }
 
 /// PUBSUB NUMSUB of one channel.

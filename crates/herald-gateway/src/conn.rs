@@ -1,0 +1,233 @@
+//! The gateway's HTTP connections, each with a [`Cut`] that ends it from outside.
+//!
+//! hyper writes a streaming response (SSE) only while the socket takes bytes: a client
+//! that stops reading leaves its connection parked in a pending write, and hyper never
+//! polls the response body again, so neither the slow-consumer close nor a shutdown
+//! reaches it (a graceful shutdown then waits for it for ever). Every accepted stream is
+//! therefore wrapped in a [`Connection`] whose reads and writes fail once its [`Cut`] is
+//! made, and the cut wakes the task parked in them: hyper sees a broken connection and
+//! drops it with its response. Handlers find the cut of their connection as
+//! `ConnectInfo<ConnectionCut>`.
+//!
+//! This module owns the wrapping; what to cut and when is the sessions' business
+//! (`hub.rs`, `sse.rs`). It never reads or writes anything itself.
+
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use axum::extract::connect_info::Connected;
+use axum::serve::IncomingStream;
+use futures_util::task::AtomicWaker;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+
+/// Ends one connection: its reads and writes fail from the moment it is made.
+#[derive(Debug, Default)]
+pub struct Cut {
+    made: AtomicBool,
+    /// The task last parked in a read or write of the connection.
+    parked: AtomicWaker,
+}
+
+impl Cut {
+    /// Cuts the connection and wakes whoever waits on it. Idempotent.
+    pub fn make(&self) {
+        self.made.store(true, Ordering::Release);
+        self.parked.wake();
+    }
+
+    /// Whether [`Cut::make`] was called.
+    pub fn is_made(&self) -> bool {
+        self.made.load(Ordering::Acquire)
+    }
+
+    /// Registers the polling task, then says whether the connection is cut: in this
+    /// order, so that a cut made between the two still wakes the task.
+    fn check(&self, cx: &Context<'_>) -> io::Result<()> {
+        self.parked.register(cx.waker());
+        if self.is_made() {
+            return Err(io::Error::new(
+                io::ErrorKind::ConnectionAborted,
+                "connection closed by the gateway",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// An accepted TCP stream with its [`Cut`].
+#[derive(Debug)]
+pub struct Connection {
+    stream: TcpStream,
+    cut: Arc<Cut>,
+}
+
+impl Connection {
+    /// The connection's cut.
+    pub fn cut(&self) -> &Arc<Cut> {
+        &self.cut
+    }
+}
+
+impl AsyncRead for Connection {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        this.cut.check(cx)?;
+        Pin::new(&mut this.stream).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for Connection {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        this.cut.check(cx)?;
+        Pin::new(&mut this.stream).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        this.cut.check(cx)?;
+        Pin::new(&mut this.stream).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.stream.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        this.cut.check(cx)?;
+        Pin::new(&mut this.stream).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().stream).poll_shutdown(cx)
+    }
+}
+
+/// The gateway's listener: axum's TCP accept loop (and its handling of accept errors),
+/// each stream wrapped in a [`Connection`].
+#[derive(Debug)]
+pub struct Listener(pub TcpListener);
+
+impl axum::serve::Listener for Listener {
+    type Io = Connection;
+    type Addr = SocketAddr;
+
+    async fn accept(&mut self) -> (Connection, SocketAddr) {
+        let (stream, addr) = axum::serve::Listener::accept(&mut self.0).await;
+        let connection = Connection {
+            stream,
+            cut: Arc::default(),
+        };
+        (connection, addr)
+    }
+
+    fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.0.local_addr()
+    }
+}
+
+/// What a handler learns of its connection (`ConnectInfo<ConnectionCut>`): the peer and
+/// the connection's [`Cut`].
+#[derive(Clone, Debug)]
+pub struct ConnectionCut {
+    /// The client's address.
+    pub peer: SocketAddr,
+    /// Ends the connection.
+    pub cut: Arc<Cut>,
+}
+
+impl Connected<IncomingStream<'_, Listener>> for ConnectionCut {
+    fn connect_info(stream: IncomingStream<'_, Listener>) -> Self {
+        ConnectionCut {
+            peer: *stream.remote_addr(),
+            cut: Arc::clone(stream.io().cut()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    async fn pair() -> (Connection, TcpStream) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let client = TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let mut listener = Listener(listener);
+        let (server, _) = axum::serve::Listener::accept(&mut listener).await;
+        (server, client)
+    }
+
+    #[tokio::test]
+    async fn reads_and_writes_pass_through_until_cut() {
+        let (mut server, mut client) = pair().await;
+        server.write_all(b"hi").await.unwrap();
+        let mut two = [0; 2];
+        client.read_exact(&mut two).await.unwrap();
+        assert_eq!(&two, b"hi");
+        server.cut().make();
+        assert!(server.write_all(b"more").await.is_err());
+        assert!(server.read(&mut two).await.is_err());
+    }
+
+    #[tokio::test]
+    async fn a_cut_wakes_a_write_parked_on_a_full_socket() {
+        let (mut server, _client) = pair().await;
+        let cut = Arc::clone(server.cut());
+        let writer = tokio::spawn(async move {
+            let chunk = vec![0u8; 64 * 1024];
+            // The client never reads: this parks once the socket buffers are full.
+            loop {
+                if let Err(err) = server.write_all(&chunk).await {
+                    return err.kind();
+                }
+            }
+        });
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        assert!(!writer.is_finished(), "the socket never filled up");
+        cut.make();
+        let kind = tokio::time::timeout(std::time::Duration::from_secs(5), writer)
+            .await
+            .expect("the parked write was not woken by the cut")
+            .unwrap();
+        assert_eq!(kind, io::ErrorKind::ConnectionAborted);
+    }
+
+    #[tokio::test]
+    async fn a_cut_wakes_a_parked_read() {
+        let (mut server, _client) = pair().await;
+        let cut = Arc::clone(server.cut());
+        let reader = tokio::spawn(async move {
+            let mut byte = [0; 1];
+            server.read(&mut byte).await.map_err(|err| err.kind())
+        });
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        cut.make();
+        let read = tokio::time::timeout(std::time::Duration::from_secs(5), reader)
+            .await
+            .expect("the parked read was not woken by the cut")
+            .unwrap();
+        assert_eq!(read, Err(io::ErrorKind::ConnectionAborted));
+    }
+}
