@@ -9,19 +9,22 @@
 //! drops it with its response. Handlers find the cut of their connection as
 //! `ConnectInfo<ConnectionCut>`.
 //!
-//! This module owns the wrapping; what to cut and when is the sessions' business
-//! (`hub.rs`, `sse.rs`). It never reads or writes anything itself.
+//! [`Connections`] holds every open connection's cut: at shutdown, after a grace, the
+//! gateway cuts all that are still open (`Gateway::run`); a slow SSE consumer's session
+//! cuts its own at once (`hub.rs`). This module owns the wrapping and that list; it
+//! never reads or writes anything itself.
 
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::task::{Context, Poll};
 
 use axum::extract::connect_info::Connected;
 use axum::serve::IncomingStream;
 use futures_util::task::AtomicWaker;
+use parking_lot::Mutex;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 
@@ -121,26 +124,60 @@ impl AsyncWrite for Connection {
     }
 }
 
+/// The cuts of every open connection, to end them all (the end of a shutdown's grace).
+#[derive(Debug, Default)]
+pub struct Connections {
+    /// Dropped connections leave dead entries, swept when the vector is full, so it
+    /// holds at most about twice the open connections.
+    open: Mutex<Vec<Weak<Cut>>>,
+}
+
+impl Connections {
+    fn add(&self, cut: &Arc<Cut>) {
+        let mut open = self.open.lock();
+        if open.len() == open.capacity() {
+            open.retain(|cut| cut.strong_count() > 0);
+        }
+        open.push(Arc::downgrade(cut));
+    }
+
+    /// Cuts every connection still open.
+    pub fn cut_all(&self) {
+        let open = std::mem::take(&mut *self.open.lock());
+        for cut in open.iter().filter_map(Weak::upgrade) {
+            cut.make();
+        }
+    }
+}
+
 /// The gateway's listener: axum's TCP accept loop (and its handling of accept errors),
-/// each stream wrapped in a [`Connection`].
+/// each stream wrapped in a [`Connection`] and its cut kept in [`Connections`].
 #[derive(Debug)]
-pub struct Listener(pub TcpListener);
+pub struct Listener {
+    tcp: TcpListener,
+    connections: Arc<Connections>,
+}
+
+impl Listener {
+    /// Accepts on `tcp`, recording every connection in `connections`.
+    pub fn new(tcp: TcpListener, connections: Arc<Connections>) -> Self {
+        Listener { tcp, connections }
+    }
+}
 
 impl axum::serve::Listener for Listener {
     type Io = Connection;
     type Addr = SocketAddr;
 
     async fn accept(&mut self) -> (Connection, SocketAddr) {
-        let (stream, addr) = axum::serve::Listener::accept(&mut self.0).await;
-        let connection = Connection {
-            stream,
-            cut: Arc::default(),
-        };
-        (connection, addr)
+        let (stream, addr) = axum::serve::Listener::accept(&mut self.tcp).await;
+        let cut = Arc::default();
+        self.connections.add(&cut);
+        (Connection { stream, cut }, addr)
     }
 
     fn local_addr(&self) -> io::Result<SocketAddr> {
-        self.0.local_addr()
+        self.tcp.local_addr()
     }
 }
 
@@ -174,9 +211,37 @@ mod tests {
         let client = TcpStream::connect(listener.local_addr().unwrap())
             .await
             .unwrap();
-        let mut listener = Listener(listener);
+        let mut listener = Listener::new(listener, Arc::default());
         let (server, _) = axum::serve::Listener::accept(&mut listener).await;
         (server, client)
+    }
+
+    #[tokio::test]
+    async fn cut_all_cuts_the_open_connections_and_forgets_the_closed() {
+        let connections = Arc::new(Connections::default());
+        let tcp = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = tcp.local_addr().unwrap();
+        let mut listener = Listener::new(tcp, Arc::clone(&connections));
+        let mut accepted = Vec::new();
+        let mut clients = Vec::new();
+        for _ in 0..10 {
+            clients.push(TcpStream::connect(addr).await.unwrap());
+            accepted.push(axum::serve::Listener::accept(&mut listener).await.0);
+        }
+        let kept = accepted.split_off(5);
+        drop(accepted);
+        // Sweeps happen as the vector fills: after many short connections it holds about
+        // the open ones, not every connection ever accepted.
+        for _ in 0..100 {
+            let _client = TcpStream::connect(addr).await.unwrap();
+            drop(axum::serve::Listener::accept(&mut listener).await.0);
+        }
+        assert!(
+            connections.open.lock().len() < 64,
+            "dead connections are kept"
+        );
+        connections.cut_all();
+        assert!(kept.iter().all(|connection| connection.cut().is_made()));
     }
 
     #[tokio::test]

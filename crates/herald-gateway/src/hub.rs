@@ -32,7 +32,8 @@ use crate::GatewayConfig;
 pub const GATEWAY_CLIENT_ID_BASE: u64 = 1 << 62;
 /// How often soft output limits are enforced on sessions nobody publishes to.
 pub const LIMIT_CRON_INTERVAL: Duration = Duration::from_millis(100);
-/// At shutdown, how long an SSE connection has to take its close event before it is cut.
+/// At shutdown, how long connections have to finish (an SSE stream to take its close
+/// event) before every one still open is cut.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(1);
 
 /// The gateway's transports, the `transport` label of its metrics.
@@ -301,10 +302,9 @@ impl Session {
     /// Once the outbox is killed (slow consumer, shutdown), unsubscribes and counts a slow
     /// consumer at once ([`Session::note_slow_consumer`]) instead of when the session
     /// ends: an SSE response whose client stopped reading ends only when hyper can write
-    /// again, which may be never. So its connection is cut too (see [`crate::conn`]): a
-    /// slow consumer's at once, as Redis closes it; at shutdown after
-    /// [`SHUTDOWN_GRACE`], time for a client that reads to get its close event, and for
-    /// the graceful shutdown not to wait for one that does not.
+    /// again, which may be never. So a slow consumer's connection is cut too, as Redis
+    /// closes it (see [`crate::conn`]; at shutdown every connection is cut after
+    /// [`SHUTDOWN_GRACE`], `Gateway::run`).
     pub fn release_when_killed(&self, connection: Option<Arc<Cut>>) {
         let hub = Arc::clone(&self.hub);
         let outbox = Arc::clone(&self.outbox);
@@ -313,17 +313,11 @@ impl Session {
         tokio::spawn(async move {
             outbox.killed().await;
             let slow = note_closed(&hub, transport, &outbox, &subscriptions);
-            let Some(connection) = connection else {
-                return;
-            };
-            if slow {
-                connection.make();
-            } else if hub.shutdown.is_cancelled() {
-                tokio::time::sleep(SHUTDOWN_GRACE).await;
+            // A session that ended otherwise (token expired, client gone, shutdown) leaves
+            // its connection alone: it may serve other requests.
+            if let (true, Some(connection)) = (slow, connection) {
                 connection.make();
             }
-            // Otherwise the session ended on its own (token expired, client gone): its
-            // connection may serve other requests and is left alone.
         });
     }
 

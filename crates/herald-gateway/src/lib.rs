@@ -183,16 +183,28 @@ impl Gateway {
         };
         let closing = Arc::clone(&hub);
         let app = app.into_make_service_with_connect_info::<conn::ConnectionCut>();
-        let serve =
-            axum::serve(conn::Listener(self.listener), app).with_graceful_shutdown(async move {
-                closing.shutdown.cancelled().await;
-                closing.kill_all();
-            });
+        let connections = Arc::new(conn::Connections::default());
+        let listener = conn::Listener::new(self.listener, Arc::clone(&connections));
+        let serve = axum::serve(listener, app).with_graceful_shutdown(async move {
+            closing.shutdown.cancelled().await;
+            closing.kill_all();
+        });
+        // A graceful shutdown waits for every response; one parked in a write to a client
+        // that stopped reading would be waited for for ever.
+        let cutter = {
+            let stop = hub.shutdown.clone();
+            tokio::spawn(async move {
+                stop.cancelled().await;
+                tokio::time::sleep(hub::SHUTDOWN_GRACE).await;
+                connections.cut_all();
+            })
+        };
         tokio::spawn(signal);
         if let Err(err) = serve.await {
             tracing::warn!(%err, "gateway server failed");
         }
         cron.abort();
+        cutter.abort();
         tracing::info!("gateway stopped");
     }
 }
