@@ -10,13 +10,13 @@
 //! A whole batch goes out in one write: a batch of small messages is one contiguous
 //! buffer, a batch that references large payloads one vectored write.
 //!
-//! Two writers share the socket, one at a time (the outbox's [`WriteClaim`](herald_engine::WriteClaim)): the
-//! connection's writer task, and [`DirectSink`] (module `direct`), through which a
-//! publisher whose batch made this client's queue non-empty writes it at once with one
-//! non-blocking `send` (a `writev` when a large payload is referenced; no wake-up of the
-//! writer task, no scheduler hop). Whatever the
-//! socket does not take goes back to the head of the queue and the writer task, woken by
-//! the claim's release, waits for the socket as before. With the `io-uring` feature,
+//! Two writers share the socket, one at a time (the outbox's
+//! [`WriteClaim`](herald_engine::WriteClaim)): the connection's writer task, and
+//! [`DirectSink`] (module `direct`), through which a publisher whose batch made this
+//! client's queue non-empty writes it at once with one non-blocking `send` (a `writev`
+//! when a large payload is referenced; no wake-up of the writer task, no scheduler hop).
+//! Whatever the socket does not take goes back to the head of the queue and the writer
+//! task, woken by the claim's release, waits for the socket as before. With the `io-uring` feature,
 //! [`flush_pending`] sends a whole batch of such direct writes in one system call
 //! (module `uring`).
 

@@ -14,8 +14,8 @@ use super::{consume, try_write_chunks, ProtocolCell, WriteBatch, MAX_IOVECS, WRI
 use crate::server::Shared;
 
 /// The connection's socket as a publisher sees it: writes a claimed outbox without
-/// waiting (see the module docs). Installed in the outbox by [`run`](super::run), removed when the
-/// writer task ends.
+/// waiting (see the module docs). Installed in the outbox by [`run`](super::run), removed
+/// when the writer task ends.
 pub struct DirectSink {
     pub(super) socket: Arc<OwnedWriteHalf>,
     pub(super) protocol: Arc<ProtocolCell>,
