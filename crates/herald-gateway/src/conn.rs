@@ -48,10 +48,8 @@ impl Cut {
         self.made.load(Ordering::Acquire)
     }
 
-    /// Registers the polling task, then says whether the connection is cut: in this
-    /// order, so that a cut made between the two still wakes the task.
-    fn check(&self, cx: &Context<'_>) -> io::Result<()> {
-        self.parked.register(cx.waker());
+    /// `Err` once the connection is cut.
+    fn check(&self) -> io::Result<()> {
         if self.is_made() {
             return Err(io::Error::new(
                 io::ErrorKind::ConnectionAborted,
@@ -59,6 +57,30 @@ impl Cut {
             ));
         }
         Ok(())
+    }
+
+    /// Passes `poll` (a read or write of the stream) through unless the connection is
+    /// cut. Only a pending poll registers its task, so a connection that is not waiting
+    /// (every WebSocket write that the socket takes) pays one load; the check after the
+    /// registration catches a cut made meanwhile.
+    fn guard<T>(
+        &self,
+        cx: &mut Context<'_>,
+        poll: impl FnOnce(&mut Context<'_>) -> Poll<io::Result<T>>,
+    ) -> Poll<io::Result<T>> {
+        if let Err(err) = self.check() {
+            return Poll::Ready(Err(err));
+        }
+        match poll(cx) {
+            Poll::Pending => {
+                self.parked.register(cx.waker());
+                match self.check() {
+                    Ok(()) => Poll::Pending,
+                    Err(err) => Poll::Ready(Err(err)),
+                }
+            }
+            ready => ready,
+        }
     }
 }
 
@@ -83,8 +105,8 @@ impl AsyncRead for Connection {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
-        this.cut.check(cx)?;
-        Pin::new(&mut this.stream).poll_read(cx, buf)
+        let stream = &mut this.stream;
+        this.cut.guard(cx, |cx| Pin::new(stream).poll_read(cx, buf))
     }
 }
 
@@ -95,8 +117,9 @@ impl AsyncWrite for Connection {
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
-        this.cut.check(cx)?;
-        Pin::new(&mut this.stream).poll_write(cx, buf)
+        let stream = &mut this.stream;
+        this.cut
+            .guard(cx, |cx| Pin::new(stream).poll_write(cx, buf))
     }
 
     fn poll_write_vectored(
@@ -105,8 +128,9 @@ impl AsyncWrite for Connection {
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
-        this.cut.check(cx)?;
-        Pin::new(&mut this.stream).poll_write_vectored(cx, bufs)
+        let stream = &mut this.stream;
+        this.cut
+            .guard(cx, |cx| Pin::new(stream).poll_write_vectored(cx, bufs))
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -115,8 +139,8 @@ impl AsyncWrite for Connection {
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let this = self.get_mut();
-        this.cut.check(cx)?;
-        Pin::new(&mut this.stream).poll_flush(cx)
+        let stream = &mut this.stream;
+        this.cut.guard(cx, |cx| Pin::new(stream).poll_flush(cx))
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {

@@ -443,10 +443,15 @@ impl Session {
 
     /// Whether the outbox was closed for exceeding its budget (no side effects).
     pub fn is_slow_consumer(&self) -> bool {
-        self.outbox
-            .close_reason()
-            .is_some_and(|reason| reason.is_output_limit())
+        closed_for_output_limit(&self.outbox).is_some()
     }
+}
+
+/// Why `outbox` was closed, if it was for exceeding its budget.
+fn closed_for_output_limit(outbox: &Outbox) -> Option<herald_engine::CloseReason> {
+    outbox
+        .close_reason()
+        .filter(herald_engine::CloseReason::is_output_limit)
 }
 
 /// A closed session's subscriptions go back before it is counted, so that whoever sees
@@ -458,19 +463,17 @@ fn note_closed(
     subscriptions: &Mutex<Subscriptions>,
 ) -> bool {
     release(hub, transport, outbox, subscriptions);
-    match outbox.close_reason() {
-        Some(reason) if reason.is_output_limit() => {
-            GatewayStats::add(&hub.stats.of(transport).slow_consumers, 1);
-            tracing::warn!(
-                client = %outbox.id(),
-                transport = transport.label(),
-                ?reason,
-                "gateway client closed for overcoming of output buffer limits"
-            );
-            true
-        }
-        _ => false,
-    }
+    let Some(reason) = closed_for_output_limit(outbox) else {
+        return false;
+    };
+    GatewayStats::add(&hub.stats.of(transport).slow_consumers, 1);
+    tracing::warn!(
+        client = %outbox.id(),
+        transport = transport.label(),
+        ?reason,
+        "gateway client closed for overcoming of output buffer limits"
+    );
+    true
 }
 
 impl Drop for Session {

@@ -15,9 +15,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::{ConnectInfo, RawQuery, State};
-use axum::http::{Extensions, HeaderMap};
+use axum::http::HeaderMap;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
+use axum::Extension;
 use futures_util::stream::{self, Stream};
 use herald_engine::{Delivery, OutboxBatch, Outgoing};
 use serde_json::json;
@@ -40,12 +41,10 @@ pub async fn stream(
     State(hub): State<Arc<Hub>>,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
-    extensions: Extensions,
-) -> Response {
     // Absent only where the router is served without the gateway's listener (tests).
-    let connection = extensions
-        .get::<ConnectInfo<ConnectionCut>>()
-        .map(|info| Arc::clone(&info.0.cut));
+    connection: Option<Extension<ConnectInfo<ConnectionCut>>>,
+) -> Response {
+    let connection = connection.map(|Extension(ConnectInfo(info))| info.cut);
     match open(&hub, query.as_deref(), &headers, connection) {
         Ok((session, expires_at)) => {
             let keep_alive = KeepAlive::new()

@@ -42,8 +42,10 @@ mod direct;
 pub mod uring;
 
 pub use direct::DirectSink;
-use direct::SCRATCH_KEEP_BYTES;
 
+/// A write batch (a thread's direct-write buffers, a writer task's batch) keeps at most
+/// this much scratch between writes.
+const SCRATCH_KEEP_BYTES: usize = 64 * 1024;
 /// Payloads at least this long are referenced, not copied, when written.
 pub const SHARED_PAYLOAD_MIN_BYTES: usize = 1024;
 /// Most bytes taken from the outbox per write: bounds what a stuck writer holds outside
@@ -109,6 +111,16 @@ impl WriteBatch {
             self.seal_scratch();
             self.chunks.push_back(message.payload.clone());
             self.scratch.put_slice(b"\r\n");
+        }
+    }
+
+    /// Gives back what one large batch grew, once it is empty again.
+    fn shrink_after_burst(&mut self) {
+        if self.scratch.capacity() > SCRATCH_KEEP_BYTES {
+            self.scratch = BytesMut::new();
+        }
+        if self.chunks.capacity() > MAX_IOVECS {
+            self.chunks = VecDeque::new();
         }
     }
 
@@ -358,10 +370,8 @@ pub async fn run(
             shared.stats.deliveries_written.add(deliveries);
         }
         drop(claim);
-        if batch.scratch.capacity() > SCRATCH_KEEP_BYTES {
-            // A burst grew it; an idle connection gives that back.
-            batch.scratch = BytesMut::new();
-        }
+        // A burst grew it; an idle connection gives that back.
+        batch.shrink_after_burst();
         tokio::select! {
             _ = outbox.output_ready() => {}
             _ = outbox.killed() => return,
@@ -391,6 +401,22 @@ mod tests {
 
     fn message(payload: Bytes) -> Arc<Message> {
         Arc::new(Message::new(Bytes::from_static(b"ch"), payload))
+    }
+
+    #[test]
+    fn a_batch_gives_back_what_a_burst_grew_and_keeps_the_usual() {
+        let mut batch = WriteBatch::default();
+        batch.scratch.reserve(4096);
+        batch.shrink_after_burst();
+        assert!(
+            batch.scratch.capacity() >= 4096,
+            "a usual batch keeps its buffer"
+        );
+        batch.scratch.reserve(SCRATCH_KEEP_BYTES + 1);
+        batch.chunks.reserve(MAX_IOVECS + 1);
+        batch.shrink_after_burst();
+        assert_eq!(batch.scratch.capacity(), 0);
+        assert_eq!(batch.chunks.capacity(), 0);
     }
 
     #[test]

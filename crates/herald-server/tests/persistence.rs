@@ -390,9 +390,7 @@ async fn always_replies_precede_the_notifications_they_caused() {
     let dir = temp_dir("always-order");
     let server = TestServer::with_config(aof_config(&dir, "always")).await;
     let mut raw = server.client().await;
-    raw.cmd(&[b"CONFIG", b"SET", b"notify-keyspace-events", b"K$"])
-        .await;
-    raw.expect(b"+OK\r\n").await;
+    raw.config_set(b"notify-keyspace-events", b"K$").await;
     raw.cmd(&[b"HELLO", b"3"]).await;
     // The HELLO map ends with its `modules` entry, an empty array.
     while !raw.read_line().await.starts_with("*0") {}

@@ -107,10 +107,7 @@ async fn oversized_inline_and_count_lines_are_refused() {
 async fn proto_max_bulk_len_is_configurable() {
     let server = TestServer::start().await;
     let mut admin = server.client().await;
-    admin
-        .cmd(&[b"CONFIG", b"SET", b"proto-max-bulk-len", b"1mb"])
-        .await;
-    admin.expect(b"+OK\r\n").await;
+    admin.config_set(b"proto-max-bulk-len", b"1mb").await;
     assert_protocol_error(&server, b"*1\r\n$2000000\r\n", "invalid bulk length").await;
     let mut c = server.client().await;
     let payload = vec![b'z'; 1024 * 1024];
@@ -159,10 +156,7 @@ async fn tighter_limits_apply_before_authentication() {
 async fn query_buffer_limit_closes_the_client() {
     let server = TestServer::start().await;
     let mut admin = server.client().await;
-    admin
-        .cmd(&[b"CONFIG", b"SET", b"client-query-buffer-limit", b"1mb"])
-        .await;
-    admin.expect(b"+OK\r\n").await;
+    admin.config_set(b"client-query-buffer-limit", b"1mb").await;
     let mut c = server.client().await;
     c.flood_until_closed().await;
     admin.cmd(&[b"INFO", b"stats"]).await;
@@ -177,8 +171,7 @@ async fn query_buffer_limit_closes_the_client() {
 async fn maxclients_refuses_extra_connections_with_an_error() {
     let server = TestServer::start().await;
     let mut admin = server.client().await;
-    admin.cmd(&[b"CONFIG", b"SET", b"maxclients", b"1"]).await;
-    admin.expect(b"+OK\r\n").await;
+    admin.config_set(b"maxclients", b"1").await;
     let mut extra = Raw::connect(server.addr).await;
     extra
         .expect(b"-ERR max number of clients reached\r\n")

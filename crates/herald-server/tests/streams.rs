@@ -417,10 +417,7 @@ async fn keyspace_events_only_when_something_changed() {
     let server = TestServer::start().await;
     let mut admin = server.client().await;
     let mut events = server.client().await;
-    admin
-        .cmd(&[b"CONFIG", b"SET", b"notify-keyspace-events", b"Et"])
-        .await;
-    admin.expect(b"+OK\r\n").await;
+    admin.config_set(b"notify-keyspace-events", b"Et").await;
     events.cmd(&[b"PSUBSCRIBE", b"__keyevent@0__:*"]).await;
     events
         .expect(b"*3\r\n$10\r\npsubscribe\r\n$16\r\n__keyevent@0__:*\r\n:1\r\n")

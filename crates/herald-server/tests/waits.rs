@@ -139,10 +139,7 @@ async fn a_client_that_leaves_while_waiting_for_ever_is_let_go() {
 async fn a_client_that_floods_while_waiting_hits_the_query_buffer_limit() {
     let server = TestServer::start().await;
     let mut admin = server.client().await;
-    admin
-        .cmd(&[b"CONFIG", b"SET", b"client-query-buffer-limit", b"1mb"])
-        .await;
-    admin.expect(b"+OK\r\n").await;
+    admin.config_set(b"client-query-buffer-limit", b"1mb").await;
     let mut client = server.client().await;
     client.cmd(&[b"WAIT", b"1", b"0"]).await;
     client.expect_silence(Duration::from_millis(50)).await;

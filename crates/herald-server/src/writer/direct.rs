@@ -10,7 +10,7 @@ use bytes::{Bytes, BytesMut};
 use herald_engine::{CloseReason, DirectWrite, OutboxBatch, Outgoing, WriteClaim};
 use tokio::net::tcp::OwnedWriteHalf;
 
-use super::{consume, try_write_chunks, ProtocolCell, WriteBatch, MAX_IOVECS, WRITE_BATCH_BYTES};
+use super::{consume, try_write_chunks, ProtocolCell, WriteBatch, WRITE_BATCH_BYTES};
 use crate::server::Shared;
 
 /// The connection's socket as a publisher sees it: writes a claimed outbox without
@@ -48,10 +48,7 @@ struct DirectBuffers {
     batch: WriteBatch,
 }
 
-/// A write scratch buffer (a thread's [`DirectBuffers`], a writer task's batch) keeps at
-/// most this much between writes.
-pub(super) const SCRATCH_KEEP_BYTES: usize = 64 * 1024;
-/// ... and room for at most this many entries.
+/// A thread's [`DirectBuffers`] keep room for at most this many entries.
 const DIRECT_ENTRIES_KEEP: usize = 1024;
 
 impl DirectBuffers {
@@ -60,11 +57,7 @@ impl DirectBuffers {
         if self.entries.capacity() > DIRECT_ENTRIES_KEEP {
             self.entries = Vec::new();
         }
-        if self.batch.scratch.capacity() > SCRATCH_KEEP_BYTES
-            || self.batch.chunks.capacity() > MAX_IOVECS
-        {
-            self.batch = WriteBatch::default();
-        }
+        self.batch.shrink_after_burst();
     }
 }
 

@@ -158,6 +158,12 @@ impl Raw {
     }
 
     /// Reads exactly `expected.len()` bytes and compares them.
+    /// CONFIG SET `name` `value`, which must answer `+OK`.
+    pub async fn config_set(&mut self, name: &[u8], value: &[u8]) {
+        self.cmd(&[b"CONFIG", b"SET", name, value]).await;
+        self.expect(b"+OK\r\n").await;
+    }
+
     pub async fn expect(&mut self, expected: &[u8]) {
         let got = self.read_exact(expected.len()).await;
         assert_eq!(
