@@ -28,6 +28,7 @@ use crate::glob::Glob;
 use crate::message::{ClientId, Delivery, DeliveryKind, Message, Scope};
 use crate::outbox::{Appended, Outbox, PendingWakes};
 use crate::patterns::{PatternFootprint, PatternIndex};
+use crate::subscribers::Snapshot;
 
 pub use crate::channels::CHANNEL_SHARDS;
 
@@ -102,16 +103,23 @@ impl Engine {
     /// (Redis's PUBLISH reply), in the order given in the module docs. Shard channels
     /// never consult patterns.
     pub fn publish(&self, scope: Scope, channel: Bytes, payload: Bytes) -> usize {
-        self.publish_with(scope, &channel, &payload, |outbox, delivery| {
-            outbox.deliver(delivery)
+        self.publish_with(scope, &channel, &payload, |receivers, kind, message| {
+            for outbox in receivers.iter() {
+                outbox.deliver(Delivery {
+                    kind: kind.clone(),
+                    message: Arc::clone(message),
+                });
+            }
         })
     }
 
     /// [`Engine::publish`] without waking anyone: outboxes this publish made non-empty
     /// are added to `pending`, which the caller flushes once its batch of commands is
     /// done, so a pipeline of publishes costs each subscriber one write, not one per
-    /// message. Borrows the channel and payload: they are shared (one reference count
-    /// each) only when someone receives them, so a publish nobody hears costs none.
+    /// message. A staging `pending` ([`PendingWakes::staging_for`]) also holds the
+    /// deliveries back until its commit, so that the batch locks each receiver once.
+    /// Borrows the channel and payload: they are shared (one reference count each) only
+    /// when someone receives them, so a publish nobody hears costs none.
     pub fn publish_deferred(
         &self,
         scope: Scope,
@@ -119,24 +127,30 @@ impl Engine {
         payload: &Bytes,
         pending: &mut PendingWakes,
     ) -> usize {
-        self.publish_with(scope, channel, payload, |outbox, delivery| {
-            match outbox.deliver_deferred(delivery) {
-                Appended::Refused => false,
-                Appended::Queued => true,
-                Appended::NeedsFlush => {
+        self.publish_with(scope, channel, payload, |receivers, kind, message| {
+            if pending.stage(receivers, kind, message) {
+                return;
+            }
+            for outbox in receivers.iter() {
+                let delivery = Delivery {
+                    kind: kind.clone(),
+                    message: Arc::clone(message),
+                };
+                if outbox.deliver_deferred(delivery) == Appended::NeedsFlush {
                     pending.push(outbox);
-                    true
                 }
             }
         })
     }
 
+    /// Finds the receiving sets of one publish and hands each, in delivery order, to
+    /// `deliver` with the kind of delivery its members get.
     fn publish_with(
         &self,
         scope: Scope,
         channel: &Bytes,
         payload: &Bytes,
-        mut deliver: impl FnMut(&Arc<Outbox>, Delivery) -> bool,
+        mut deliver: impl FnMut(&Snapshot, &DeliveryKind, &Arc<Message>),
     ) -> usize {
         self.published.add(1);
         let subscribers = self.map(scope).snapshot_for_publish(channel);
@@ -154,27 +168,15 @@ impl Engine {
                 Scope::Classic => DeliveryKind::Channel,
                 Scope::Shard => DeliveryKind::Shard,
             };
-            for outbox in subscribers.iter() {
-                deliver(
-                    outbox,
-                    Delivery {
-                        kind: kind.clone(),
-                        message: Arc::clone(&message),
-                    },
-                );
-            }
+            deliver(&subscribers, &kind, &message);
             receivers += subscribers.len();
         }
         for matched in matches.iter().flat_map(|matches| matches.iter()) {
-            for outbox in matched.subscribers.iter() {
-                deliver(
-                    outbox,
-                    Delivery {
-                        kind: DeliveryKind::Pattern(matched.pattern.clone()),
-                        message: Arc::clone(&message),
-                    },
-                );
-            }
+            deliver(
+                &matched.subscribers,
+                &DeliveryKind::Pattern(matched.pattern.clone()),
+                &message,
+            );
             receivers += matched.subscribers.len();
         }
         self.delivered.add(receivers as u64);

@@ -187,6 +187,9 @@ async fn read_loop(
             session.flush_command_counts();
             session.mirror_now();
         }
+        // The batch's staged deliveries go into their queues before its replies: a
+        // client that saw PUBLISH answered finds the message queued for every receiver.
+        session.pending_wakes.commit();
         // Replies acknowledge writes only once `appendfsync` is satisfied. Under
         // `always` the file's thread sends them itself, with the deliveries held behind
         // them, the moment its fsync returns, so the client is not kept waiting for this

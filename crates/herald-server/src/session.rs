@@ -265,6 +265,7 @@ impl Session {
         handle: Arc<ClientHandle>,
         protocol_cell: Arc<ProtocolCell>,
     ) -> Self {
+        let client = handle.outbox.id();
         Session {
             authenticated: false,
             shared,
@@ -281,7 +282,7 @@ impl Session {
             transaction: None,
             watch: None,
             blocked: None,
-            pending_wakes: PendingWakes::default(),
+            pending_wakes: PendingWakes::staging_for(client),
             propagate: Propagate::Verbatim,
             executing_transaction: false,
             monitoring: false,
@@ -522,6 +523,11 @@ impl Session {
             out.error(&command::wrong_arity(spec.full_name));
             return Flow::Continue;
         };
+        if spec.flags & command::flag::STAGES_DELIVERIES == 0 {
+            // Whatever this command causes elsewhere (a keyspace event, a blocked
+            // client's reply) must follow the deliveries of the publishes before it.
+            self.pending_wakes.commit();
+        }
         if spec.flags & command::flag::WRITE == 0 {
             let flow = handler(self, out, args);
             self.feed_monitors(spec, out, args);

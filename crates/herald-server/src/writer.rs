@@ -139,6 +139,16 @@ impl WriteBatch {
     /// messages is then one contiguous buffer, written as it is (no `Bytes` made of it
     /// for every write). [`WriteBatch::seal_scratch`] moves it to `chunks`.
     fn put_entries(&mut self, entries: &mut Vec<Outgoing>, protocol: Protocol) -> u64 {
+        if self.scratch.is_empty() {
+            // One allocation for the batch instead of doublings that copy what is
+            // encoded so far. Budgets are an upper bound of the encoding, except that a
+            // referenced payload is not copied at all.
+            let estimate: usize = entries
+                .iter()
+                .map(|entry| entry.budget_bytes().min(SHARED_PAYLOAD_MIN_BYTES))
+                .sum();
+            self.scratch.reserve(estimate);
+        }
         let mut deliveries = 0u64;
         for entry in entries.drain(..) {
             match entry {

@@ -7,7 +7,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{confirm, pmessage, Raw, TestServer};
+use common::{bulk, confirm, pmessage, Raw, TestServer};
 
 async fn configured(flags: &str) -> (TestServer, Raw, Raw) {
     let server = TestServer::start().await;
@@ -176,5 +176,50 @@ async fn nothing_without_k_or_e() {
     let (_server, mut admin, mut watcher) = configured("A").await;
     admin.cmd(&[b"SET", b"quiet", b"v"]).await;
     admin.expect(b"+OK\r\n").await;
+    watcher.expect_silence(Duration::from_millis(100)).await;
+}
+
+/// One RESP command, to build pipelines with.
+fn command(args: &[&str]) -> Vec<u8> {
+    let mut encoded = format!("*{}\r\n", args.len()).into_bytes();
+    for arg in args {
+        encoded.extend_from_slice(bulk(arg).as_bytes());
+    }
+    encoded
+}
+
+#[tokio::test]
+async fn publishes_and_key_events_of_one_pipeline_arrive_in_command_order() {
+    // The publishes of a pipeline are delivered together at the end of the batch; a
+    // command between them that publishes a key event itself must still see the
+    // earlier message go first, in a plain pipeline and inside MULTI/EXEC.
+    let (_server, mut admin, mut watcher) = configured("KEA").await;
+    let channel = "__keyspace@0__:app";
+    let mut pipeline = Vec::new();
+    for args in [
+        &["PUBLISH", channel, "first"][..],
+        &["SET", "foo", "bar"],
+        &["PUBLISH", channel, "second"],
+        &["MULTI"],
+        &["PUBLISH", channel, "third"],
+        &["SET", "foo", "baz"],
+        &["PUBLISH", channel, "fourth"],
+        &["EXEC"],
+    ] {
+        pipeline.extend(command(args));
+    }
+    admin.send(&pipeline).await;
+    admin
+        .expect(b":1\r\n+OK\r\n:1\r\n+OK\r\n+QUEUED\r\n+QUEUED\r\n+QUEUED\r\n")
+        .await;
+    admin.expect(b"*3\r\n:1\r\n+OK\r\n:1\r\n").await;
+    for payload in ["first", "second", "third", "fourth"] {
+        watcher
+            .expect(&pmessage('*', "__key*__:*", channel, payload))
+            .await;
+        if payload == "first" || payload == "third" {
+            expect_event(&mut watcher, 0, "set", "foo").await;
+        }
+    }
     watcher.expect_silence(Duration::from_millis(100)).await;
 }

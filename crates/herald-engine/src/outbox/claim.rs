@@ -21,9 +21,10 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
+use super::staged::Staging;
 use super::{Outbox, OutboxBatch, Outgoing};
-#[cfg(test)]
-use crate::message::ClientId;
+use crate::message::{ClientId, DeliveryKind, Message};
+use crate::subscribers::Snapshot;
 
 /// Writes a claimed outbox to its socket without waiting; installed by the front-end
 /// that owns the connection ([`Outbox::set_direct`]). `Any`, so that a front-end that
@@ -110,25 +111,68 @@ impl fmt::Debug for WriteClaim<'_> {
 /// Outboxes a batch of commands made non-empty, flushed once at the end of the batch
 /// ([`crate::Engine::publish_deferred`]): each gets one direct write or one wake-up,
 /// however many messages the batch queued for it. Dropping the list flushes it.
+///
+/// Made with [`PendingWakes::staging_for`], it also stages the batch's deliveries per
+/// receiver until [`PendingWakes::commit`] (see `staged.rs`): the owner must commit
+/// before it runs anything but another publish. Every flush commits first.
 #[derive(Default)]
 pub struct PendingWakes {
     outboxes: Vec<Arc<Outbox>>,
+    staging: Option<Staging>,
 }
 
 impl PendingWakes {
+    /// A flush list for the connection of client `owner` that stages deliveries per
+    /// receiver, so that a pipeline of publishes locks each receiver's outbox once.
+    pub fn staging_for(owner: ClientId) -> Self {
+        PendingWakes {
+            outboxes: Vec::new(),
+            staging: Some(Staging::new(owner)),
+        }
+    }
+
     /// Remembers that `outbox` needs a flush.
     pub fn push(&mut self, outbox: &Arc<Outbox>) {
         self.outboxes.push(Arc::clone(outbox));
     }
 
-    /// How many outboxes wait for a flush.
+    /// Stages `message` for `receivers` (or, without staging, appends it at once),
+    /// remembering every outbox that then needs a flush. Returns false when this list
+    /// does not stage and nothing was done: the caller appends itself.
+    pub(crate) fn stage(
+        &mut self,
+        receivers: &Snapshot,
+        kind: &DeliveryKind,
+        message: &Arc<Message>,
+    ) -> bool {
+        let Some(staging) = self.staging.as_mut() else {
+            return false;
+        };
+        if let Some(own) = staging.stage(receivers, kind, message) {
+            self.outboxes.push(own);
+        }
+        true
+    }
+
+    /// Appends every staged delivery to its outbox; those that then need a flush join
+    /// the list. Cheap when nothing is staged.
+    pub fn commit(&mut self) {
+        if let Some(staging) = self.staging.as_mut() {
+            if !staging.is_empty() {
+                let outboxes = &mut self.outboxes;
+                staging.commit(|outbox| outboxes.push(outbox));
+            }
+        }
+    }
+
+    /// How many outboxes wait for a flush (staged deliveries count once committed).
     pub fn len(&self) -> usize {
         self.outboxes.len()
     }
 
-    /// True when nothing waits for a flush.
+    /// True when nothing waits for a flush and nothing is staged.
     pub fn is_empty(&self) -> bool {
-        self.outboxes.is_empty()
+        self.outboxes.is_empty() && self.staging.as_ref().is_none_or(Staging::is_empty)
     }
 
     #[cfg(test)]
@@ -140,6 +184,7 @@ impl PendingWakes {
     /// load the writer tasks run later and so write more per call. With `linger`, each
     /// writer yields once before it writes ([`Outbox::take_linger`]).
     pub fn wake_writers(&mut self, linger: bool) {
+        self.commit();
         for outbox in self.outboxes.drain(..) {
             if linger {
                 outbox.linger.store(true, Ordering::Relaxed);
@@ -150,6 +195,7 @@ impl PendingWakes {
 
     /// Flushes every remembered outbox ([`Outbox::flush`]), in the order they were queued to.
     pub fn flush(&mut self) {
+        self.commit();
         for outbox in self.outboxes.drain(..) {
             outbox.flush();
         }
@@ -158,6 +204,7 @@ impl PendingWakes {
     /// Remembers `outbox` ahead of the others (a reply that should go out before the
     /// deliveries of the same batch).
     pub fn push_front(&mut self, outbox: &Arc<Outbox>) {
+        self.commit();
         self.outboxes.insert(0, Arc::clone(outbox));
     }
 
@@ -168,6 +215,7 @@ impl PendingWakes {
     /// a wake-up. The claims are dropped when `write` returns, which wakes the writer
     /// task of every outbox that still has something queued.
     pub fn flush_together(&mut self, write: impl FnOnce(&[DirectClaim<'_>])) {
+        self.commit();
         let mut outboxes = std::mem::take(&mut self.outboxes);
         {
             let mut claims = Vec::with_capacity(outboxes.len());
@@ -214,6 +262,7 @@ impl fmt::Debug for PendingWakes {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("PendingWakes")
             .field("outboxes", &self.outboxes.len())
+            .field("staging", &self.staging)
             .finish()
     }
 }

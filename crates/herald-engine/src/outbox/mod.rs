@@ -30,6 +30,7 @@
 
 mod claim;
 mod limits;
+mod staged;
 
 use std::collections::VecDeque;
 use std::fmt;
@@ -141,7 +142,7 @@ pub struct Outbox {
     killed: AtomicBool,
     killed_notify: Notify,
     /// Set by [`PendingWakes::wake_writers`] when the writer should let the I/O driver
-    /// run once before it writes ([`Outbox::take_linger`]).
+    /// run before it writes ([`Outbox::take_linger`]).
     linger: AtomicBool,
 }
 
@@ -243,6 +244,12 @@ impl Outbox {
             wake = state.queue.is_empty();
             state.queue.push_back(entry);
         }
+        self.finish_append(state, wake)
+    }
+
+    /// Publishes the new byte count, checks the limits and unlocks; `wake` when the
+    /// append made the queue non-empty.
+    fn finish_append(&self, mut state: parking_lot::MutexGuard<'_, State>, wake: bool) -> Appended {
         self.queued_bytes
             .store(state.queued_bytes, Ordering::Relaxed);
         let verdict = self.check_limits(&mut state, Instant::now);
@@ -255,6 +262,30 @@ impl Outbox {
             None if wake => Appended::NeedsFlush,
             None => Appended::Queued,
         }
+    }
+
+    /// Appends a staged run of deliveries (emptying `entries`, which counted `bytes`)
+    /// under one lock, checked against the limits once; like
+    /// [`Outbox::deliver_deferred`] otherwise, held when the outbox holds.
+    pub(super) fn append_run(&self, entries: &mut Vec<Outgoing>, bytes: usize) -> Appended {
+        if entries.is_empty() {
+            return Appended::Queued;
+        }
+        let mut state = self.state.lock();
+        if state.close.is_some() {
+            entries.clear();
+            return Appended::Refused;
+        }
+        state.queued_bytes += bytes;
+        let mut wake = false;
+        if state.holding {
+            state.held.append(entries);
+            self.has_held.store(true, Ordering::Relaxed);
+        } else {
+            wake = state.queue.is_empty();
+            state.queue.extend(entries.drain(..));
+        }
+        self.finish_append(state, wake)
     }
 
     /// Starts holding deliveries back (while the owning connection runs commands).
@@ -308,6 +339,12 @@ impl Outbox {
                 }
             };
         }
+        if state.held.is_empty() && state.queued_bytes <= max_bytes {
+            // Everything fits (the usual case): one bulk move, no per-entry accounting.
+            out.extend(state.queue.drain(..));
+            state.queued_bytes = 0;
+            return self.taken(state);
+        }
         let mut taken = 0;
         while taken < max_bytes {
             let Some(entry) = state.queue.pop_front() else {
@@ -317,6 +354,12 @@ impl Outbox {
             out.push(entry);
         }
         state.queued_bytes = state.queued_bytes.saturating_sub(taken);
+        self.taken(state)
+    }
+
+    /// The end of a batch that took entries: publishes the byte count and tells the
+    /// reader waiting for space.
+    fn taken(&self, mut state: parking_lot::MutexGuard<'_, State>) -> OutboxBatch {
         if state.queue.is_empty() && state.queue.capacity() > RETAINED_QUEUE_CAPACITY {
             // A burst grew the ring; give the memory back once the client caught up.
             state.queue.shrink_to(RETAINED_QUEUE_CAPACITY);
@@ -334,7 +377,7 @@ impl Outbox {
     }
 
     /// True (once) when the last wake-up asked the writer to linger: to yield to the
-    /// other tasks once before it takes its batch, so that what the publishers send
+    /// other tasks before it takes its batch, so that what the publishers send
     /// meanwhile joins the same write (see [`PendingWakes::wake_writers`]).
     pub fn take_linger(&self) -> bool {
         // A load first: the common case writes nothing to a line the publisher shares.

@@ -80,6 +80,10 @@ pub mod flag {
     /// command is propagated to replicas (PUBLISH, SPUBLISH), so a monitor, which Redis
     /// counts as a replica, may not run it.
     pub const MAY_REPLICATE: u32 = 1 << 29;
+    /// Herald only, not reported: the command's deliveries may stay staged in the
+    /// session's flush list ([`herald_engine::PendingWakes::staging_for`]) while the next
+    /// command runs (PUBLISH, SPUBLISH); any other command commits them first.
+    pub const STAGES_DELIVERIES: u32 = 1 << 28;
     /// Herald only, not reported: runs at once inside MULTI instead of being queued
     /// (EXEC, DISCARD, MULTI, WATCH, QUIT, RESET, as Redis).
     pub const RUNS_IN_MULTI: u32 = 1 << 30;

@@ -12,8 +12,12 @@ use crate::session::{Flow, Output, Session};
 
 const SUBSCRIBE_FLAGS: u32 =
     flag::PUBSUB | flag::NOSCRIPT | flag::LOADING | flag::STALE | flag::SUBSCRIBED_OK;
-const PUBLISH_FLAGS: u32 =
-    flag::PUBSUB | flag::LOADING | flag::STALE | flag::FAST | flag::MAY_REPLICATE;
+const PUBLISH_FLAGS: u32 = flag::PUBSUB
+    | flag::LOADING
+    | flag::STALE
+    | flag::FAST
+    | flag::MAY_REPLICATE
+    | flag::STAGES_DELIVERIES;
 const ACL_PUBSUB: &[&str] = &["@pubsub", "@slow"];
 const ACL_PUBSUB_FAST: &[&str] = &["@pubsub", "@fast"];
 
