@@ -244,9 +244,10 @@ async fn read_loop(
             // subscriber gets one write for several messages. (Writing here instead cut
             // the deliveries per write from 26 to 15-19 with 2 publishers -> 20, and
             // from 5 to 1 with one PUBLISH at a time to 10 000.) A few writers also
-            // yield once first, so the other publishers' next batches join their write
-            // (`writer::linger_enabled`).
-            let linger = session.pending_wakes.len() <= DIRECT_FLUSH_MAX_SUBSCRIBERS
+            // yield a few turns first, so the publishers' next batches join their write
+            // (`writer::linger_enabled`): only for a small fan-out, counted in receivers
+            // (with 200, the few whose queues were empty lingering cost 1.2x the CPU).
+            let linger = session.pending_wakes.receivers() <= DIRECT_FLUSH_MAX_SUBSCRIBERS
                 && writer::linger_enabled();
             session.pending_wakes.wake_writers(linger);
         } else {

@@ -265,7 +265,7 @@ impl Session {
         handle: Arc<ClientHandle>,
         protocol_cell: Arc<ProtocolCell>,
     ) -> Self {
-        let client = handle.outbox.id();
+        let pending_wakes = PendingWakes::staging_for(&handle.outbox);
         Session {
             authenticated: false,
             shared,
@@ -282,7 +282,7 @@ impl Session {
             transaction: None,
             watch: None,
             blocked: None,
-            pending_wakes: PendingWakes::staging_for(client),
+            pending_wakes,
             propagate: Propagate::Verbatim,
             executing_transaction: false,
             monitoring: false,

@@ -23,7 +23,9 @@ use bytes::Bytes;
 
 use super::staged::Staging;
 use super::{Outbox, OutboxBatch, Outgoing};
-use crate::message::{ClientId, DeliveryKind, Message};
+#[cfg(test)]
+use crate::message::ClientId;
+use crate::message::{DeliveryKind, Message};
 use crate::subscribers::Snapshot;
 
 /// Writes a claimed outbox to its socket without waiting; installed by the front-end
@@ -119,21 +121,32 @@ impl fmt::Debug for WriteClaim<'_> {
 pub struct PendingWakes {
     outboxes: Vec<Arc<Outbox>>,
     staging: Option<Staging>,
+    /// See [`PendingWakes::receivers`].
+    receivers: usize,
 }
 
 impl PendingWakes {
-    /// A flush list for the connection of client `owner` that stages deliveries per
-    /// receiver, so that a pipeline of publishes locks each receiver's outbox once.
-    pub fn staging_for(owner: ClientId) -> Self {
+    /// A flush list for the connection whose outbox is `owner` that stages deliveries
+    /// per receiver, so that a pipeline of publishes locks each receiver's outbox once.
+    pub fn staging_for(owner: &Arc<Outbox>) -> Self {
         PendingWakes {
             outboxes: Vec::new(),
             staging: Some(Staging::new(owner)),
+            receivers: 0,
         }
     }
 
     /// Remembers that `outbox` needs a flush.
     pub fn push(&mut self, outbox: &Arc<Outbox>) {
         self.outboxes.push(Arc::clone(outbox));
+        self.receivers += 1;
+    }
+
+    /// The batch's fan-out: receivers it staged deliveries for (each once per commit),
+    /// plus outboxes pushed without staging. Unlike [`PendingWakes::len`] it counts the
+    /// receivers whose queues were not empty. Reset by every flush and wake-up.
+    pub fn receivers(&self) -> usize {
+        self.receivers
     }
 
     /// Stages `message` for `receivers` (or, without staging, appends it at once),
@@ -150,6 +163,7 @@ impl PendingWakes {
         };
         if let Some(own) = staging.stage(receivers, kind, message) {
             self.outboxes.push(own);
+            self.receivers += 1;
         }
         true
     }
@@ -160,7 +174,7 @@ impl PendingWakes {
         if let Some(staging) = self.staging.as_mut() {
             if !staging.is_empty() {
                 let outboxes = &mut self.outboxes;
-                staging.commit(|outbox| outboxes.push(outbox));
+                self.receivers += staging.commit(|outbox| outboxes.push(outbox));
             }
         }
     }
@@ -182,9 +196,10 @@ impl PendingWakes {
 
     /// Wakes the writer task of every remembered outbox, writing nothing here: under
     /// load the writer tasks run later and so write more per call. With `linger`, each
-    /// writer yields once before it writes ([`Outbox::take_linger`]).
+    /// writer yields to the other tasks before it writes ([`Outbox::take_linger`]).
     pub fn wake_writers(&mut self, linger: bool) {
         self.commit();
+        self.receivers = 0;
         for outbox in self.outboxes.drain(..) {
             if linger {
                 outbox.linger.store(true, Ordering::Relaxed);
@@ -196,6 +211,7 @@ impl PendingWakes {
     /// Flushes every remembered outbox ([`Outbox::flush`]), in the order they were queued to.
     pub fn flush(&mut self) {
         self.commit();
+        self.receivers = 0;
         for outbox in self.outboxes.drain(..) {
             outbox.flush();
         }
@@ -216,6 +232,7 @@ impl PendingWakes {
     /// task of every outbox that still has something queued.
     pub fn flush_together(&mut self, write: impl FnOnce(&[DirectClaim<'_>])) {
         self.commit();
+        self.receivers = 0;
         let mut outboxes = std::mem::take(&mut self.outboxes);
         {
             let mut claims = Vec::with_capacity(outboxes.len());
@@ -483,6 +500,30 @@ mod tests {
         woken.await.expect("busy writer not woken");
         drop(busy_claim);
         assert_eq!(drain(&busy).len(), 1);
+    }
+
+    #[test]
+    fn receivers_count_the_fan_out_even_where_no_flush_is_needed() {
+        let (busy, _) = with_sink();
+        let (idle, _) = with_sink();
+        busy.deliver_deferred(delivery(b"earlier"));
+        let (publisher, _) = with_sink();
+        let mut pending = PendingWakes::staging_for(&publisher);
+        let receivers: Snapshot = Arc::new(vec![Arc::clone(&busy), Arc::clone(&idle)]);
+        let message = Arc::new(crate::message::Message::new(
+            Bytes::from_static(b"ch"),
+            Bytes::from_static(b"x"),
+        ));
+        for _ in 0..3 {
+            pending.stage(&receivers, &DeliveryKind::Channel, &message);
+        }
+        pending.commit();
+        assert_eq!(pending.len(), 1, "only the idle one needs a flush");
+        assert_eq!(pending.receivers(), 2);
+        pending.wake_writers(false);
+        assert_eq!(pending.receivers(), 0);
+        assert_eq!(drain(&busy).len(), 4);
+        assert_eq!(drain(&idle).len(), 3);
     }
 
     #[test]

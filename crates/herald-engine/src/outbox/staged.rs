@@ -26,7 +26,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use super::{Appended, Outbox, Outgoing};
-use crate::message::{ClientId, Delivery, DeliveryKind, Message};
+use crate::message::{Delivery, DeliveryKind, Message};
 use crate::subscribers::Snapshot;
 
 /// Snapshots whose slots are remembered in one batch: a channel's subscribers and a few
@@ -48,11 +48,17 @@ struct Run {
     bytes: usize,
 }
 
+/// An outbox's address: the key of its run. Stable and unique while the run (or the
+/// owner's session) holds the `Arc`, and independent of how front-ends number clients.
+fn address(outbox: &Arc<Outbox>) -> usize {
+    Arc::as_ptr(outbox) as usize
+}
+
 /// Per-receiver runs of one batch of publishes; see the module docs.
 pub(super) struct Staging {
-    owner: ClientId,
+    owner: usize,
     runs: Vec<Run>,
-    slots: HashMap<ClientId, u32, foldhash::fast::FixedState>,
+    slots: HashMap<usize, u32, foldhash::fast::FixedState>,
     /// Each remembered snapshot with the slot of each of its members.
     remembered: Vec<(Snapshot, Vec<u32>)>,
     /// Entry vectors of committed runs, reused by the next batch.
@@ -62,10 +68,10 @@ pub(super) struct Staging {
 }
 
 impl Staging {
-    /// Staging for the connection of client `owner`.
-    pub(super) fn new(owner: ClientId) -> Self {
+    /// Staging for the connection whose outbox is `owner`.
+    pub(super) fn new(owner: &Arc<Outbox>) -> Self {
         Staging {
-            owner,
+            owner: address(owner),
             runs: Vec::new(),
             slots: HashMap::default(),
             remembered: Vec::new(),
@@ -125,12 +131,13 @@ impl Staging {
         let mut slots = self.spare_slots.pop().unwrap_or_default();
         slots.clear();
         for outbox in receivers.iter() {
-            if outbox.id() == self.owner {
+            let key = address(outbox);
+            if key == self.owner {
                 slots.push(OWN);
                 continue;
             }
             let next = self.runs.len() as u32;
-            let slot = *self.slots.entry(outbox.id()).or_insert(next);
+            let slot = *self.slots.entry(key).or_insert(next);
             if slot == next {
                 self.runs.push(Run {
                     outbox: Arc::clone(outbox),
@@ -177,7 +184,6 @@ impl Staging {
 impl std::fmt::Debug for Staging {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Staging")
-            .field("owner", &self.owner)
             .field("runs", &self.runs.len())
             .finish()
     }
@@ -189,6 +195,7 @@ mod tests {
     use proptest::prelude::*;
 
     use super::*;
+    use crate::message::ClientId;
     use crate::outbox::tests::{drain, outbox_with};
     use crate::outbox::{ClientClass, CloseReason, OutputLimit, PendingWakes};
 
@@ -229,7 +236,7 @@ mod tests {
     fn staged_deliveries_wait_for_the_commit_and_keep_each_receivers_order() {
         let all = outboxes(3);
         let (owner, a, b) = (&all[0], &all[1], &all[2]);
-        let mut pending = PendingWakes::staging_for(owner.id());
+        let mut pending = PendingWakes::staging_for(owner);
         let channel = set(&[a, b]);
         let by_pattern = set(&[b]);
         for payload in ["1", "2"] {
@@ -265,7 +272,7 @@ mod tests {
     fn the_publishers_own_outbox_gets_its_delivery_at_once_behind_its_hold() {
         let all = outboxes(2);
         let (owner, other) = (&all[0], &all[1]);
-        let mut pending = PendingWakes::staging_for(owner.id());
+        let mut pending = PendingWakes::staging_for(owner);
         owner.hold();
         pending.stage(&set(&[other, owner]), &DeliveryKind::Channel, &message("x"));
         assert!(
@@ -282,7 +289,7 @@ mod tests {
     #[test]
     fn a_receiver_running_its_own_commands_holds_the_committed_run() {
         let all = outboxes(2);
-        let mut pending = PendingWakes::staging_for(all[0].id());
+        let mut pending = PendingWakes::staging_for(&all[0]);
         let receiver = &all[1];
         pending.stage(&set(&[receiver]), &DeliveryKind::Channel, &message("x"));
         receiver.hold();
@@ -305,11 +312,11 @@ mod tests {
                 soft_seconds: 0,
             },
         ));
-        // Ids 1 (`limited`) and 2: the publisher is neither.
         let all = outboxes(2);
         let closed = &all[1];
         closed.close_after_flush();
-        let mut pending = PendingWakes::staging_for(ClientId(99));
+        // The publisher is neither receiver.
+        let mut pending = PendingWakes::staging_for(&all[0]);
         let receivers = set(&[&limited, closed]);
         for _ in 0..10 {
             pending.stage(&receivers, &DeliveryKind::Channel, &message("0123456789"));
@@ -358,7 +365,7 @@ mod tests {
                     .collect()
             };
             let (staged_sets, direct_sets) = (snapshots(&staged), snapshots(&direct));
-            let mut staging = PendingWakes::staging_for(staged[0].id());
+            let mut staging = PendingWakes::staging_for(&staged[0]);
             let mut appending = PendingWakes::default();
             for (seq, (targets, commit_after)) in publishes.iter().enumerate() {
                 let message = message(&seq.to_string());
