@@ -31,7 +31,10 @@ pub mod trie;
 
 pub use activity::{ChannelActivity, ChannelOrder};
 pub use glob::Glob;
-pub use message::{ClientId, Delivery, DeliveryKind, Message, Scope, WireFormat};
+pub use message::{
+    ClientId, Delivery, DeliveryKind, DeliveryRun, Message, Scope, WireFormat,
+    DELIVERY_FRAMING_BYTES,
+};
 pub use outbox::{
     Appended, ClientClass, CloseReason, DirectClaim, DirectWrite, Outbox, OutboxBatch, Outgoing,
     OutputLimit, OutputLimits, PendingWakes, WriteClaim,

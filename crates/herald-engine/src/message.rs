@@ -115,6 +115,62 @@ impl Delivery {
     }
 }
 
+/// Consecutive messages one subscriber receives the same way, shared with every other
+/// subscriber that receives exactly these: what a pipeline of publishes to one channel
+/// queues for each of its subscribers (`outbox::staged`), one reference count per
+/// subscriber instead of one per message and subscriber.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DeliveryRun {
+    kind: DeliveryKind,
+    messages: Arc<[Arc<Message>]>,
+    /// The sum of the deliveries' [`Delivery::budget_bytes`].
+    budget: usize,
+}
+
+impl DeliveryRun {
+    /// The run of `messages`, each delivered as `kind`.
+    pub fn new(kind: DeliveryKind, messages: Arc<[Arc<Message>]>) -> Self {
+        let pattern = match &kind {
+            DeliveryKind::Pattern(pattern) => pattern.len(),
+            DeliveryKind::Channel | DeliveryKind::Shard => 0,
+        };
+        let budget = messages
+            .iter()
+            .map(|message| {
+                message.channel.len() + message.payload.len() + pattern + DELIVERY_FRAMING_BYTES
+            })
+            .sum();
+        DeliveryRun {
+            kind,
+            messages,
+            budget,
+        }
+    }
+
+    /// How every message of the run is delivered.
+    pub fn kind(&self) -> &DeliveryKind {
+        &self.kind
+    }
+
+    /// The messages, in delivery order.
+    pub fn messages(&self) -> &[Arc<Message>] {
+        &self.messages
+    }
+
+    /// Bytes the run counts against an output budget: its deliveries' sum.
+    pub fn budget_bytes(&self) -> usize {
+        self.budget
+    }
+
+    /// The run as single deliveries, for front-ends that handle one at a time.
+    pub fn deliveries(&self) -> impl Iterator<Item = Delivery> + '_ {
+        self.messages.iter().map(|message| Delivery {
+            kind: self.kind.clone(),
+            message: Arc::clone(message),
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -261,12 +261,7 @@ mod tests {
     fn deliveries(outbox: &Outbox) -> Vec<Delivery> {
         let mut out = Vec::new();
         while outbox.take_batch(&mut out, usize::MAX) == OutboxBatch::Ready {}
-        out.into_iter()
-            .filter_map(|entry| match entry {
-                Outgoing::Delivery(delivery) => Some(delivery),
-                Outgoing::Frame(_) => None,
-            })
-            .collect()
+        out.into_iter().flat_map(Outgoing::deliveries).collect()
     }
 
     /// Runs `test` on an engine with the pattern cache and on one without.

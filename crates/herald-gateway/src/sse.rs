@@ -174,10 +174,7 @@ impl Reader {
                 OutboxBatch::Ready => {
                     // SSE sessions queue no frames of their own, only deliveries.
                     self.pending
-                        .extend(self.batch.drain(..).filter_map(|entry| match entry {
-                            Outgoing::Delivery(delivery) => Some(delivery),
-                            Outgoing::Frame(_) => None,
-                        }));
+                        .extend(self.batch.drain(..).flat_map(Outgoing::deliveries));
                 }
                 OutboxBatch::Empty => {
                     let expiry = async {

@@ -326,9 +326,14 @@ async fn write_loop(
                     Ok(text) => text,
                     Err(_) => continue,
                 },
-                Outgoing::Delivery(delivery) => {
-                    delivered += 1;
-                    hub.frames.frame(&delivery)
+                deliveries => {
+                    for delivery in deliveries.deliveries() {
+                        delivered += 1;
+                        let text = hub.frames.frame(&delivery);
+                        bytes += text.len() as u64;
+                        frames.push(Message::Text(text));
+                    }
+                    continue;
                 }
             };
             bytes += text.len() as u64;

@@ -27,8 +27,8 @@ use std::sync::Arc;
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use herald_engine::{
-    CloseReason, Delivery, DeliveryKind, Message, Outbox, OutboxBatch, Outgoing, PendingWakes,
-    WireFormat,
+    CloseReason, DeliveryKind, Message, Outbox, OutboxBatch, Outgoing, PendingWakes, WireFormat,
+    DELIVERY_FRAMING_BYTES,
 };
 use herald_proto::reply::put_bulk;
 use herald_proto::Protocol;
@@ -90,9 +90,9 @@ impl WriteBatch {
         }
     }
 
-    fn put_delivery(&mut self, delivery: &Delivery, protocol: Protocol) {
+    fn put_delivery(&mut self, kind: &DeliveryKind, message: &Message, protocol: Protocol) {
         let resp3 = protocol == Protocol::Resp3;
-        let header: &[u8] = match (&delivery.kind, resp3) {
+        let header: &[u8] = match (kind, resp3) {
             (DeliveryKind::Channel, false) => b"*3\r\n$7\r\nmessage\r\n",
             (DeliveryKind::Channel, true) => b">3\r\n$7\r\nmessage\r\n",
             (DeliveryKind::Shard, false) => b"*3\r\n$8\r\nsmessage\r\n",
@@ -101,10 +101,9 @@ impl WriteBatch {
             (DeliveryKind::Pattern(_), true) => b">4\r\n$8\r\npmessage\r\n",
         };
         self.scratch.put_slice(header);
-        if let DeliveryKind::Pattern(pattern) = &delivery.kind {
+        if let DeliveryKind::Pattern(pattern) = kind {
             put_bulk(&mut self.scratch, pattern);
         }
-        let message = &delivery.message;
         self.scratch
             .put_slice(message.encoded(WireFormat::Resp, encode_shared_part));
         if message.payload.len() >= SHARED_PAYLOAD_MIN_BYTES {
@@ -141,12 +140,8 @@ impl WriteBatch {
     fn put_entries(&mut self, entries: &mut Vec<Outgoing>, protocol: Protocol) -> u64 {
         if self.scratch.is_empty() {
             // One allocation for the batch instead of doublings that copy what is
-            // encoded so far. Budgets are an upper bound of the encoding, except that a
-            // referenced payload is not copied at all.
-            let estimate: usize = entries
-                .iter()
-                .map(|entry| entry.budget_bytes().min(SHARED_PAYLOAD_MIN_BYTES))
-                .sum();
+            // encoded so far.
+            let estimate: usize = entries.iter().map(scratch_estimate).sum();
             self.scratch.reserve(estimate);
         }
         let mut deliveries = 0u64;
@@ -155,11 +150,35 @@ impl WriteBatch {
                 Outgoing::Frame(frame) => self.put_shared(frame),
                 Outgoing::Delivery(delivery) => {
                     deliveries += 1;
-                    self.put_delivery(&delivery, protocol);
+                    self.put_delivery(&delivery.kind, &delivery.message, protocol);
+                }
+                Outgoing::Run(run) => {
+                    deliveries += run.messages().len() as u64;
+                    for message in run.messages() {
+                        self.put_delivery(run.kind(), message, protocol);
+                    }
                 }
             }
         }
         deliveries
+    }
+}
+
+/// About what `entry` adds to a write batch's scratch: budgets are an upper bound of
+/// the encoding, except that a referenced payload is not copied at all.
+fn scratch_estimate(entry: &Outgoing) -> usize {
+    match entry {
+        Outgoing::Frame(_) | Outgoing::Delivery(_) => {
+            entry.budget_bytes().min(SHARED_PAYLOAD_MIN_BYTES)
+        }
+        Outgoing::Run(run) => run
+            .messages()
+            .iter()
+            .map(|message| {
+                (message.channel.len() + message.payload.len() + DELIVERY_FRAMING_BYTES)
+                    .min(SHARED_PAYLOAD_MIN_BYTES)
+            })
+            .sum(),
     }
 }
 
@@ -418,10 +437,11 @@ pub async fn run(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use herald_engine::Delivery;
 
     fn encode(delivery: &Delivery, protocol: Protocol) -> Vec<u8> {
         let mut batch = WriteBatch::default();
-        batch.put_delivery(delivery, protocol);
+        batch.put_delivery(&delivery.kind, &delivery.message, protocol);
         batch.seal_scratch();
         batch
             .chunks
@@ -515,7 +535,7 @@ mod tests {
             message: message(payload.clone()),
         };
         let mut batch = WriteBatch::default();
-        batch.put_delivery(&delivery, Protocol::Resp2);
+        batch.put_delivery(&delivery.kind, &delivery.message, Protocol::Resp2);
         batch.seal_scratch();
         assert!(batch
             .chunks

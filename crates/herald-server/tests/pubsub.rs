@@ -346,3 +346,47 @@ async fn a_subscriber_that_reads_late_gets_every_message_in_order() {
     }
     sub.expect_silence(Duration::from_millis(100)).await;
 }
+
+#[tokio::test]
+async fn a_pipeline_of_publishes_reaches_every_subscriber_whole_and_in_order() {
+    // One channel: each subscriber's share is queued as one run, encoded message by
+    // message; then a second channel joins mid-pipeline and the runs split.
+    let server = TestServer::start().await;
+    let mut subs = Vec::new();
+    for _ in 0..3 {
+        let mut sub = server.client().await;
+        sub.cmd(&[b"SUBSCRIBE", b"one", b"two"]).await;
+        sub.expect(&confirm('*', "subscribe", "one", 1)).await;
+        sub.expect(&confirm('*', "subscribe", "two", 2)).await;
+        subs.push(sub);
+    }
+    let mut publisher = server.client().await;
+    let mut pipeline = Vec::new();
+    let sent: Vec<(&str, String)> = (0..100)
+        .map(|seq| {
+            (
+                if seq < 60 || seq % 3 != 0 {
+                    "one"
+                } else {
+                    "two"
+                },
+                format!("m{seq}"),
+            )
+        })
+        .collect();
+    for (channel, payload) in &sent {
+        pipeline.extend_from_slice(
+            format!("*3\r\n$7\r\nPUBLISH\r\n{}{}", bulk(channel), bulk(payload)).as_bytes(),
+        );
+    }
+    publisher.send(&pipeline).await;
+    publisher
+        .expect(":3\r\n".repeat(sent.len()).as_bytes())
+        .await;
+    for sub in &mut subs {
+        for (channel, payload) in &sent {
+            sub.expect(&message('*', channel, payload)).await;
+        }
+        sub.expect_silence(Duration::from_millis(50)).await;
+    }
+}

@@ -45,6 +45,40 @@ async fn resp_publish_reaches_websocket_and_sse() {
 }
 
 #[tokio::test]
+async fn a_resp_pipeline_reaches_websocket_and_sse_whole_and_in_order() {
+    // A pipeline of publishes to one channel is queued as one shared run per
+    // subscriber; the gateway's writers must unpack it message by message.
+    const MESSAGES: usize = 200;
+    let herald = start(&[]);
+    let mut ws = ws_open(&herald.http, None).await;
+    request(
+        &mut ws,
+        json!({"type": "subscribe", "channels": ["burst"], "id": 1}),
+    )
+    .await;
+    let mut events = sse(&herald.http, "?channel=burst").await.unwrap();
+    let mut pipe = redis::pipe();
+    for seq in 0..MESSAGES {
+        pipe.cmd("PUBLISH").arg("burst").arg(seq.to_string());
+    }
+    let mut conn = redis(&herald.resp).await;
+    let receivers: Vec<i64> = pipe.query_async(&mut conn).await.unwrap();
+    assert_eq!(receivers, vec![2; MESSAGES]);
+    for seq in 0..MESSAGES {
+        assert_eq!(
+            recv(&mut ws).await["data"],
+            json!(seq),
+            "WebSocket message {seq}"
+        );
+        assert_eq!(
+            events.event().await.1["data"],
+            json!(seq),
+            "SSE event {seq}"
+        );
+    }
+}
+
+#[tokio::test]
 async fn sse_survives_line_breaks_in_channels_and_json_payloads() {
     let herald = start(&[]);
     let mut events = sse(&herald.http, "?pattern=odd*").await.unwrap();

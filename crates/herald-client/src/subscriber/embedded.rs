@@ -130,10 +130,7 @@ async fn serve(attached: &mut Attached<'_>, link: &mut Link) -> Option<String> {
             _ = outbox.output_ready() => loop {
                 match outbox.take_batch(&mut batch, BATCH_BYTES) {
                     OutboxBatch::Ready => {
-                        for entry in batch.drain(..) {
-                            let Outgoing::Delivery(delivery) = entry else {
-                                continue;
-                            };
+                        for delivery in batch.drain(..).flat_map(Outgoing::deliveries) {
                             let kind = match delivery.kind {
                                 DeliveryKind::Channel => MessageKind::Channel,
                                 DeliveryKind::Shard => MessageKind::Shard,

@@ -11,8 +11,13 @@
 //! order the publishes made. The publisher's own outbox is never staged: its deliveries
 //! must follow its own replies, which the outbox's hold does ([`super::Outbox::hold`]).
 //!
-//! Consecutive publishes to one channel walk the same subscriber snapshot, so the slot
-//! of each subscriber is remembered per snapshot (kept alive by the memo, so a pointer
+//! A batch whose publishes all go to one snapshot the same way (a pipeline to one
+//! channel, no pattern matching) keeps its messages once, not per receiver, and gives
+//! every receiver one shared [`DeliveryRun`] at the commit: one reference count per
+//! receiver, not per message and receiver. Once the batch publishes elsewhere, that
+//! start becomes the first entry of each receiver's run. Otherwise consecutive
+//! publishes to one channel walk the same subscriber snapshot, so the slot of each
+//! subscriber is remembered per snapshot (kept alive by the memo, so a pointer
 //! comparison is exact) and the hash lookup runs once per batch, not per delivery.
 //!
 //! Output limits are checked when the run is appended: a client past its hard limit is
@@ -26,7 +31,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use super::{Appended, Outbox, Outgoing};
-use crate::message::{Delivery, DeliveryKind, Message};
+use crate::message::{Delivery, DeliveryKind, DeliveryRun, Message};
 use crate::subscribers::Snapshot;
 
 /// Snapshots whose slots are remembered in one batch: a channel's subscribers and a few
@@ -54,9 +59,53 @@ fn address(outbox: &Arc<Outbox>) -> usize {
     Arc::as_ptr(outbox) as usize
 }
 
+/// A batch whose publishes so far all went to one snapshot, delivered the same way:
+/// its messages, kept once rather than per receiver, become one shared
+/// [`DeliveryRun`] per receiver at the commit.
+struct Uniform {
+    receivers: Snapshot,
+    kind: DeliveryKind,
+    messages: Vec<Arc<Message>>,
+    /// The publisher's own position in `receivers`, if it is one.
+    owner_at: Option<usize>,
+}
+
+impl Uniform {
+    /// What each receiver gets: the delivery itself when there is one message, else the
+    /// shared run.
+    fn entry(self) -> (Snapshot, Option<usize>, Outgoing, usize) {
+        let entry = match <[_; 1]>::try_from(self.messages) {
+            Ok([message]) => Outgoing::Delivery(Delivery {
+                kind: self.kind,
+                message,
+            }),
+            Err(messages) => Outgoing::Run(DeliveryRun::new(self.kind, messages.into())),
+        };
+        let bytes = entry.budget_bytes();
+        (self.receivers, self.owner_at, entry, bytes)
+    }
+}
+
+/// The publisher's own delivery, at once (it must follow the publisher's reply, which
+/// its outbox's hold sees to); the outbox when that made its queue non-empty.
+fn deliver_to_owner(
+    receivers: &Snapshot,
+    owner_at: Option<usize>,
+    kind: &DeliveryKind,
+    message: &Arc<Message>,
+) -> Option<Arc<Outbox>> {
+    let owner = receivers.get(owner_at?)?;
+    let delivery = Delivery {
+        kind: kind.clone(),
+        message: Arc::clone(message),
+    };
+    (owner.deliver_deferred(delivery) == Appended::NeedsFlush).then(|| Arc::clone(owner))
+}
+
 /// Per-receiver runs of one batch of publishes; see the module docs.
 pub(super) struct Staging {
     owner: usize,
+    uniform: Option<Uniform>,
     runs: Vec<Run>,
     slots: HashMap<usize, u32, foldhash::fast::FixedState>,
     /// Each remembered snapshot with the slot of each of its members.
@@ -72,6 +121,7 @@ impl Staging {
     pub(super) fn new(owner: &Arc<Outbox>) -> Self {
         Staging {
             owner: address(owner),
+            uniform: None,
             runs: Vec::new(),
             slots: HashMap::default(),
             remembered: Vec::new(),
@@ -82,7 +132,7 @@ impl Staging {
 
     /// True when nothing is staged.
     pub(super) fn is_empty(&self) -> bool {
-        self.runs.is_empty()
+        self.runs.is_empty() && self.uniform.is_none()
     }
 
     /// Stages `message` for every member of `receivers` as a delivery of `kind`. The
@@ -94,6 +144,30 @@ impl Staging {
         kind: &DeliveryKind,
         message: &Arc<Message>,
     ) -> Option<Arc<Outbox>> {
+        if self.runs.is_empty() {
+            match &mut self.uniform {
+                None => {
+                    let owner_at = receivers
+                        .iter()
+                        .position(|outbox| address(outbox) == self.owner);
+                    self.uniform = Some(Uniform {
+                        receivers: Arc::clone(receivers),
+                        kind: kind.clone(),
+                        messages: vec![Arc::clone(message)],
+                        owner_at,
+                    });
+                    return deliver_to_owner(receivers, owner_at, kind, message);
+                }
+                Some(uniform)
+                    if Arc::ptr_eq(&uniform.receivers, receivers) && uniform.kind == *kind =>
+                {
+                    uniform.messages.push(Arc::clone(message));
+                    let owner_at = uniform.owner_at;
+                    return deliver_to_owner(receivers, owner_at, kind, message);
+                }
+                Some(_) => self.spread_uniform(),
+            }
+        }
         let slots = self.slots_of(receivers);
         let slots = &self.remembered[slots].1;
         let mut own_needs_flush = None;
@@ -113,6 +187,24 @@ impl Staging {
             run.entries.push(Outgoing::Delivery(delivery));
         }
         own_needs_flush
+    }
+
+    /// Ends the uniform start of the batch: each of its receivers gets a run that begins
+    /// with what the batch had for it so far.
+    fn spread_uniform(&mut self) {
+        let Some(uniform) = self.uniform.take() else {
+            return;
+        };
+        let (receivers, _, entry, bytes) = uniform.entry();
+        let slots = self.slots_of(&receivers);
+        for &slot in &self.remembered[slots].1 {
+            if slot == OWN {
+                continue;
+            }
+            let run = &mut self.runs[slot as usize];
+            run.bytes += bytes;
+            run.entries.push(entry.clone());
+        }
     }
 
     /// Index into `remembered` of `receivers`' slots, computed (and runs opened) on first use.
@@ -155,6 +247,21 @@ impl Staging {
     /// outbox whose queue this made non-empty is handed to `needs_flush`. Returns how
     /// many receivers had runs.
     pub(super) fn commit(&mut self, mut needs_flush: impl FnMut(Arc<Outbox>)) -> usize {
+        if let Some(uniform) = self.uniform.take() {
+            // Nothing else was staged: one entry per receiver, no runs.
+            let (receivers, owner_at, entry, bytes) = uniform.entry();
+            let mut count = 0;
+            for (at, outbox) in receivers.iter().enumerate() {
+                if Some(at) == owner_at {
+                    continue;
+                }
+                count += 1;
+                if outbox.append_sized(entry.clone(), bytes) == Appended::NeedsFlush {
+                    needs_flush(Arc::clone(outbox));
+                }
+            }
+            return count;
+        }
         let receivers = self.runs.len();
         for mut run in self.runs.drain(..) {
             if run.outbox.append_run(&mut run.entries, run.bytes) == Appended::NeedsFlush {
@@ -221,10 +328,11 @@ mod tests {
     fn received(outbox: &Outbox) -> Vec<(DeliveryKind, Bytes)> {
         drain(outbox)
             .into_iter()
-            .map(|entry| match entry {
-                Outgoing::Delivery(delivery) => (delivery.kind, delivery.message.payload.clone()),
-                Outgoing::Frame(frame) => panic!("unexpected frame {frame:?}"),
+            .flat_map(|entry| {
+                assert!(!matches!(entry, Outgoing::Frame(_)), "unexpected {entry:?}");
+                entry.deliveries()
             })
+            .map(|delivery| (delivery.kind, delivery.message.payload.clone()))
             .collect()
     }
 
@@ -266,6 +374,38 @@ mod tests {
                 (pattern(b"c*"), payload("2")),
             ]
         );
+    }
+
+    #[test]
+    fn a_batch_to_one_channel_queues_one_shared_run_per_receiver() {
+        let all = outboxes(3);
+        let (owner, a, b) = (&all[0], &all[1], &all[2]);
+        let receivers = set(&[a, owner, b]);
+        let mut pending = PendingWakes::staging_for(owner);
+        for payload in ["1", "2", "3"] {
+            pending.stage(&receivers, &DeliveryKind::Channel, &message(payload));
+        }
+        pending.commit();
+        let (in_a, in_b) = (drain(a), drain(b));
+        let (Outgoing::Run(run_a), Outgoing::Run(run_b)) = (&in_a[0], &in_b[0]) else {
+            panic!("not runs: {in_a:?} {in_b:?}");
+        };
+        assert_eq!((in_a.len(), in_b.len()), (1, 1));
+        assert_eq!(run_a.messages().len(), 3);
+        assert!(
+            std::ptr::eq(run_a.messages(), run_b.messages()),
+            "the run is shared"
+        );
+        assert_eq!(
+            run_a.budget_bytes(),
+            3 * (2 + 1 + crate::message::DELIVERY_FRAMING_BYTES)
+        );
+        // The publisher's own deliveries went out one by one, at once.
+        assert_eq!(drain(owner).len(), 3);
+        // One message is a plain delivery, not a run.
+        pending.stage(&receivers, &DeliveryKind::Channel, &message("4"));
+        pending.commit();
+        assert!(matches!(drain(a)[..], [Outgoing::Delivery(_)]));
     }
 
     #[test]
