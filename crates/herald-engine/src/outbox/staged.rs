@@ -72,15 +72,25 @@ struct Uniform {
 
 impl Uniform {
     /// What each receiver gets: the delivery itself when there is one message, else the
-    /// shared run.
-    fn entry(self) -> (Snapshot, Option<usize>, Outgoing, usize) {
-        let entry = match <[_; 1]>::try_from(self.messages) {
-            Ok([message]) => Outgoing::Delivery(Delivery {
+    /// shared run. The emptied message vector goes back to `spare`.
+    fn entry(
+        mut self,
+        spare: &mut Vec<Arc<Message>>,
+    ) -> (Snapshot, Option<usize>, Outgoing, usize) {
+        let entry = match (self.messages.len(), self.messages.pop()) {
+            (1, Some(message)) => Outgoing::Delivery(Delivery {
                 kind: self.kind,
                 message,
             }),
-            Err(messages) => Outgoing::Run(DeliveryRun::new(self.kind, messages.into())),
+            (_, last) => {
+                self.messages.extend(last);
+                let messages: Arc<[Arc<Message>]> = self.messages.drain(..).collect();
+                Outgoing::Run(DeliveryRun::new(self.kind, messages))
+            }
         };
+        if self.messages.capacity() <= SPARE_RUN_CAPACITY {
+            *spare = self.messages;
+        }
         let bytes = entry.budget_bytes();
         (self.receivers, self.owner_at, entry, bytes)
     }
@@ -114,6 +124,8 @@ pub(super) struct Staging {
     spare: Vec<Vec<Outgoing>>,
     /// Slot vectors of forgotten snapshots, likewise.
     spare_slots: Vec<Vec<u32>>,
+    /// The message vector of the last uniform batch, likewise.
+    spare_messages: Vec<Arc<Message>>,
 }
 
 impl Staging {
@@ -127,6 +139,7 @@ impl Staging {
             remembered: Vec::new(),
             spare: Vec::new(),
             spare_slots: Vec::new(),
+            spare_messages: Vec::new(),
         }
     }
 
@@ -150,10 +163,12 @@ impl Staging {
                     let owner_at = receivers
                         .iter()
                         .position(|outbox| address(outbox) == self.owner);
+                    let mut messages = std::mem::take(&mut self.spare_messages);
+                    messages.push(Arc::clone(message));
                     self.uniform = Some(Uniform {
                         receivers: Arc::clone(receivers),
                         kind: kind.clone(),
-                        messages: vec![Arc::clone(message)],
+                        messages,
                         owner_at,
                     });
                     return deliver_to_owner(receivers, owner_at, kind, message);
@@ -195,7 +210,7 @@ impl Staging {
         let Some(uniform) = self.uniform.take() else {
             return;
         };
-        let (receivers, _, entry, bytes) = uniform.entry();
+        let (receivers, _, entry, bytes) = uniform.entry(&mut self.spare_messages);
         let slots = self.slots_of(&receivers);
         for &slot in &self.remembered[slots].1 {
             if slot == OWN {
@@ -249,7 +264,7 @@ impl Staging {
     pub(super) fn commit(&mut self, mut needs_flush: impl FnMut(Arc<Outbox>)) -> usize {
         if let Some(uniform) = self.uniform.take() {
             // Nothing else was staged: one entry per receiver, no runs.
-            let (receivers, owner_at, entry, bytes) = uniform.entry();
+            let (receivers, owner_at, entry, bytes) = uniform.entry(&mut self.spare_messages);
             let mut count = 0;
             for (at, outbox) in receivers.iter().enumerate() {
                 if Some(at) == owner_at {
