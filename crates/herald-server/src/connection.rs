@@ -8,7 +8,9 @@
 //! reader writes its reply, and the deliveries of a single PUBLISH to a few subscribers,
 //! straight to the sockets whose writer tasks are idle ([`crate::writer::DirectSink`]);
 //! pipelined batches and large fan-outs wake the writer tasks instead, once per
-//! subscriber per batch. It stops reading while the client's unread output exceeds
+//! subscriber per batch. A publisher busy enough has every other batch's deliveries
+//! held until its next request arrives, so both go out in one send (`crate::cork`).
+//! It stops reading while the client's unread output exceeds
 //! [`READ_PAUSE_OUTPUT_BYTES`] (TCP backpressure for clients that send without
 //! reading), and closes clients whose unparsed input exceeds
 //! `client-query-buffer-limit`.
@@ -27,6 +29,7 @@ use tokio::net::TcpStream;
 
 use crate::clients::ClientHandle;
 use crate::command::{self, lists_blocking::write_served};
+use crate::cork::{Cork, CORK_MAX_WAIT};
 use crate::server::Shared;
 use crate::session::{Blocked, Flow, Session};
 use crate::stats::ServerStats;
@@ -100,6 +103,9 @@ pub async fn serve(shared: Arc<Shared>, mut stream: TcpStream, peer: SocketAddr)
     ));
     let mut session = Session::new(Arc::clone(&shared), Arc::clone(&handle), protocol);
     let end = read_loop(&mut session, reader, &shared, &outbox).await;
+    // Deliveries held for a next request that never came (`crate::cork`): now, not when
+    // the session is dropped, after this client's own writer has finished.
+    writer::flush_pending(&mut session.pending_wakes);
     session.teardown();
     outbox.close_after_flush();
     if tokio::time::timeout(CLOSE_FLUSH_TIMEOUT, writer)
@@ -135,6 +141,7 @@ async fn read_loop(
     let mut last_reply_bytes = 0;
     // A reply the append-only file's thread sends after its fsync, not yet known sent.
     let mut reply_after_fsync = None;
+    let mut cork = Cork::default();
     loop {
         if let Some(sent) = reply_after_fsync.take() {
             // Before anything else is executed or queued: what follows goes after it.
@@ -236,8 +243,21 @@ async fn read_loop(
             None => Appended::Queued,
         };
         let wake_writers = wakes_writers(executed, session.pending_wakes.len());
+        // A publisher busy enough is held for its next request (`crate::cork`); never
+        // a batch that ends the connection, stops reading or waits for an fsync.
+        let direct_writes =
+            (!wake_writers && !session.pending_wakes.is_empty()).then(std::time::Instant::now);
+        let mut hold = direct_writes.is_some_and(|now| {
+            end.is_none()
+                && matches!(stopped, Flow::Continue)
+                && reply_after_fsync.is_none()
+                && cork.hold_batch(now)
+        });
+        if hold {
+            ServerStats::add(&shared.stats.held_publish_batches, 1);
+        }
         if own == Appended::NeedsFlush {
-            if !wake_writers && !session.pending_wakes.is_empty() && writer::batched_flush() {
+            if direct_writes.is_some() && !hold && writer::batched_flush() {
                 // The reply joins the deliveries' submission, first in it.
                 session.pending_wakes.push_front(outbox);
             } else {
@@ -257,9 +277,11 @@ async fn read_loop(
             let linger = session.pending_wakes.receivers() <= DIRECT_FLUSH_MAX_SUBSCRIBERS
                 && writer::linger_enabled();
             session.pending_wakes.wake_writers(linger);
-        } else {
+            cork.released();
+        } else if let Some(started) = direct_writes.filter(|_| !hold) {
             // A short batch to a few subscribers: write them now, no wake-ups.
             writer::flush_pending(&mut session.pending_wakes);
+            cork.wrote(started);
         }
         if let Some(end) = end {
             return end;
@@ -321,7 +343,28 @@ async fn read_loop(
             return ReadEnd::QueryBufferLimit(buffer.len());
         }
         if outbox.queued_bytes() > READ_PAUSE_OUTPUT_BYTES {
+            if hold {
+                // Not held while this client is paused for its own output.
+                writer::flush_pending(&mut session.pending_wakes);
+                cork.released();
+                hold = false;
+            }
             outbox.space_below(READ_PAUSE_OUTPUT_BYTES / 2).await;
+        }
+        if hold {
+            // Released by the next request's batch, or written here if none comes soon.
+            tokio::select! {
+                _ = reader.readable() => {}
+                () = tokio::time::sleep(CORK_MAX_WAIT) => {
+                    let started = std::time::Instant::now();
+                    writer::flush_pending(&mut session.pending_wakes);
+                    cork.wrote(started);
+                }
+                () = outbox.killed() => {
+                    writer::flush_pending(&mut session.pending_wakes);
+                    cork.released();
+                }
+            }
         }
         if let Err(end) = read_more(&mut reader, &mut buffer, &mut parser, shared, outbox).await {
             // A client that sent its last request and closed its side still gets the

@@ -234,6 +234,10 @@ fn fields(shared: &Shared, section: &str) -> Vec<(&'static str, String)> {
                     get(&stats.uring_submissions).to_string(),
                 ),
                 ("herald_io_uring_sends", get(&stats.uring_sends).to_string()),
+                (
+                    "herald_held_publish_batches",
+                    get(&stats.held_publish_batches).to_string(),
+                ),
             ]
         }
         "replication" => vec![

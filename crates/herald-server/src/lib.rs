@@ -20,6 +20,7 @@ pub mod clients;
 pub mod command;
 pub mod config;
 pub mod connection;
+pub(crate) mod cork;
 pub mod info;
 pub mod memory;
 pub mod monitor;

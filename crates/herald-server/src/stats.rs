@@ -38,6 +38,9 @@ pub struct ServerStats {
     pub uring_submissions: AtomicU64,
     /// Socket sends made through those submissions.
     pub uring_sends: AtomicU64,
+    /// Batches of a busy publisher whose deliveries were held for its next request
+    /// (`crate::cork`).
+    pub held_publish_batches: AtomicU64,
     /// Calls per command, for metrics.
     pub commands: CommandCounts,
 }
