@@ -356,6 +356,7 @@ async fn read_loop(
             tokio::select! {
                 _ = reader.readable() => {}
                 () = tokio::time::sleep(CORK_MAX_WAIT) => {
+                    ServerStats::add(&shared.stats.held_publish_timeouts, 1);
                     let started = std::time::Instant::now();
                     writer::flush_pending(&mut session.pending_wakes);
                     cork.wrote(started);

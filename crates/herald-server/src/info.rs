@@ -238,6 +238,10 @@ fn fields(shared: &Shared, section: &str) -> Vec<(&'static str, String)> {
                     "herald_held_publish_batches",
                     get(&stats.held_publish_batches).to_string(),
                 ),
+                (
+                    "herald_held_publish_timeouts",
+                    get(&stats.held_publish_timeouts).to_string(),
+                ),
             ]
         }
         "replication" => vec![

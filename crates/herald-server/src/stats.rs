@@ -41,6 +41,8 @@ pub struct ServerStats {
     /// Batches of a busy publisher whose deliveries were held for its next request
     /// (`crate::cork`).
     pub held_publish_batches: AtomicU64,
+    /// Of those, the ones no next request released: written when the wait ran out.
+    pub held_publish_timeouts: AtomicU64,
     /// Calls per command, for metrics.
     pub commands: CommandCounts,
 }

@@ -45,6 +45,14 @@ async fn expect_messages(subs: &mut [Raw], channel: &str, payloads: &[&str]) {
     }
 }
 
+fn timeouts(server: &TestServer) -> u64 {
+    server
+        .shared
+        .stats
+        .held_publish_timeouts
+        .load(Ordering::Relaxed)
+}
+
 fn held(server: &TestServer) -> u64 {
     server
         .shared
@@ -65,12 +73,18 @@ async fn held_deliveries_all_arrive_in_order() {
     publish(&mut publisher, "news", "alone").await;
     expect_messages(&mut subs, "news", &["alone"]).await;
     assert_eq!(held(&server), 1, "the first batch was not held");
+    assert_eq!(timeouts(&server), 1, "not released by the time bound");
 
     // Held, and released by the next request, which is not held itself.
     publish(&mut publisher, "news", "first").await;
     publish(&mut publisher, "news", "second").await;
     expect_messages(&mut subs, "news", &["first", "second"]).await;
     assert_eq!(held(&server), 2);
+    assert_eq!(
+        timeouts(&server),
+        1,
+        "released by the time bound, not the request"
+    );
 
     // Held, then a pipeline long enough to wake the writers: all in order.
     publish(&mut publisher, "news", "before").await;
@@ -126,9 +140,13 @@ async fn held_deliveries_all_arrive_in_order() {
     }
     publisher.cmd(&[b"INFO", b"stats"]).await;
     let info = String::from_utf8_lossy(&publisher.read_bulk().await).into_owned();
-    let count = held(&server);
-    assert!(
-        info.contains(&format!("herald_held_publish_batches:{count}\r\n")),
-        "INFO stats lacks herald_held_publish_batches:{count}: {info}"
-    );
+    for (field, count) in [
+        ("herald_held_publish_batches", held(&server)),
+        ("herald_held_publish_timeouts", timeouts(&server)),
+    ] {
+        assert!(
+            info.contains(&format!("{field}:{count}\r\n")),
+            "INFO stats lacks {field}:{count}: {info}"
+        );
+    }
 }
