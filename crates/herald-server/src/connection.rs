@@ -42,19 +42,6 @@ const READ_BUFFER_BYTES: usize = 16 * 1024;
 const MAX_RESERVE_BYTES: usize = 1024 * 1024;
 /// Unread output above which the reader stops reading the client's requests.
 pub const READ_PAUSE_OUTPUT_BYTES: usize = 4 * 1024 * 1024;
-/// Most subscribers a single request's deliveries are written to directly by the
-/// publishing connection (no writer wake-ups); a larger fan-out goes through the writer
-/// tasks. At about 5 µs per write that wakes a reader on the test VM, 64 writes delay
-/// the publisher's next request by about 0.3 ms.
-const DIRECT_FLUSH_MAX_SUBSCRIBERS: usize = 64;
-/// Most requests a batch may hold and still have its deliveries written directly
-/// (fan-out permitting); a longer pipeline is load, and goes through the writer tasks.
-/// A client that publishes at a steady rate still sends two to four requests in one
-/// segment now and then: with 10 000 PUBLISH/s to 20 subscribers, waking (and
-/// lingering) 20 writers for each of those made 2.9x the `epoll_wait` calls of writing
-/// them at once (50.6k against 17.3k in 3 s) for 4% more server CPU. A threshold of
-/// 2, 4 or 8 measured the same; a pipeline of 16 (2 publishers -> 20) is unaffected.
-const DIRECT_FLUSH_MAX_REQUESTS: u64 = 4;
 /// Largest reply buffer reserved up front from the previous batch's size.
 const REPLY_RESERVE_MAX_BYTES: usize = 64 * 1024;
 /// How long a closing connection may take to flush its last replies.
@@ -242,7 +229,7 @@ async fn read_loop(
             }
             None => Appended::Queued,
         };
-        let wake_writers = wakes_writers(executed, session.pending_wakes.len());
+        let wake_writers = writer::wakes_writers(executed, session.pending_wakes.len());
         // A publisher busy enough is held for its next request (`crate::cork`); never
         // a batch that ends the connection, stops reading or waits for an fsync.
         let direct_writes =
@@ -274,7 +261,7 @@ async fn read_loop(
             // yield a few turns first, so the publishers' next batches join their write
             // (`writer::linger_enabled`): only for a small fan-out, counted in receivers
             // (with 200, the few whose queues were empty lingering cost 1.2x the CPU).
-            let linger = session.pending_wakes.receivers() <= DIRECT_FLUSH_MAX_SUBSCRIBERS
+            let linger = session.pending_wakes.receivers() <= writer::DIRECT_FLUSH_MAX_SUBSCRIBERS
                 && writer::linger_enabled();
             session.pending_wakes.wake_writers(linger);
             cork.released();
@@ -587,34 +574,5 @@ fn report_close(shared: &Shared, handle: &ClientHandle, end: ReadEnd) {
         (end, reason) => {
             tracing::debug!(client = %id, %peer, ?end, ?reason, "connection closed");
         }
-    }
-}
-
-/// Whether a batch of `executed` requests that left `outboxes` to flush goes through the
-/// writer tasks (see [`DIRECT_FLUSH_MAX_REQUESTS`], [`DIRECT_FLUSH_MAX_SUBSCRIBERS`])
-/// instead of being written by the publishing connection now.
-fn wakes_writers(executed: u64, outboxes: usize) -> bool {
-    executed > DIRECT_FLUSH_MAX_REQUESTS || outboxes > DIRECT_FLUSH_MAX_SUBSCRIBERS
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_short_batch_to_a_small_fan_out_is_written_by_the_publisher() {
-        assert!(!wakes_writers(1, 1));
-        assert!(!wakes_writers(
-            DIRECT_FLUSH_MAX_REQUESTS,
-            DIRECT_FLUSH_MAX_SUBSCRIBERS
-        ));
-        assert!(!wakes_writers(0, 0));
-    }
-
-    #[test]
-    fn a_long_pipeline_or_a_large_fan_out_wakes_the_writers() {
-        assert!(wakes_writers(DIRECT_FLUSH_MAX_REQUESTS + 1, 1));
-        assert!(wakes_writers(1, DIRECT_FLUSH_MAX_SUBSCRIBERS + 1));
-        assert!(wakes_writers(16, 20));
     }
 }
