@@ -22,7 +22,7 @@ use std::task::Poll;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use herald_engine::{Appended, CloseReason, Outbox};
+use herald_engine::{Appended, CloseReason, Outbox, PendingWakes};
 use herald_proto::{ReplyWriter, RequestParser};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -332,8 +332,7 @@ async fn read_loop(
         if outbox.queued_bytes() > READ_PAUSE_OUTPUT_BYTES {
             if hold {
                 // Not held while this client is paused for its own output.
-                writer::flush_pending(&mut session.pending_wakes);
-                cork.released();
+                release_held(&mut session.pending_wakes, &mut cork);
                 hold = false;
             }
             outbox.space_below(READ_PAUSE_OUTPUT_BYTES / 2).await;
@@ -344,14 +343,9 @@ async fn read_loop(
                 _ = reader.readable() => {}
                 () = tokio::time::sleep(CORK_MAX_WAIT) => {
                     ServerStats::add(&shared.stats.held_publish_timeouts, 1);
-                    let started = std::time::Instant::now();
-                    writer::flush_pending(&mut session.pending_wakes);
-                    cork.wrote(started);
+                    release_held(&mut session.pending_wakes, &mut cork);
                 }
-                () = outbox.killed() => {
-                    writer::flush_pending(&mut session.pending_wakes);
-                    cork.released();
-                }
+                () = outbox.killed() => release_held(&mut session.pending_wakes, &mut cork),
             }
         }
         if let Err(end) = read_more(&mut reader, &mut buffer, &mut parser, shared, outbox).await {
@@ -365,6 +359,13 @@ async fn read_loop(
             return end;
         }
     }
+}
+
+/// Writes what a held batch left in `pending` when no next request released it
+/// (`crate::cork`). Not timed: the write-time average comes from the regular flushes.
+fn release_held(pending: &mut PendingWakes, cork: &mut Cork) {
+    writer::flush_pending(pending);
+    cork.released();
 }
 
 /// WAIT/WAITAOF: waits for the fsync of `wait.sequence` (when that can end the wait) or

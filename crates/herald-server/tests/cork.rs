@@ -1,7 +1,8 @@
 //! Held deliveries (`HERALD_CORK=always`: every other short batch with deliveries is
 //! held for the publisher's next request, whatever the load): whether released by that
-//! request, by the time bound, by the publisher closing or being killed, or behind a
-//! subscriber's own reply, every message arrives, once, in order.
+//! request, by the time bound, by the publisher closing, being killed or pausing for
+//! its own unread output, or behind a subscriber's own reply, every message arrives,
+//! once, in order.
 //!
 //! One test function, so that the process-wide switch is set before any server reads
 //! it and no other test in this binary runs with it.
@@ -13,20 +14,9 @@ mod common;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use common::{confirm, message, Raw, TestServer};
+use common::{message, Raw, TestServer};
 
 const SUBSCRIBERS: usize = 3;
-
-async fn subscribers(server: &TestServer, channel: &str) -> Vec<Raw> {
-    let mut subs = Vec::new();
-    for _ in 0..SUBSCRIBERS {
-        let mut sub = server.client().await;
-        sub.cmd(&[b"SUBSCRIBE", channel.as_bytes()]).await;
-        sub.expect(&confirm('*', "subscribe", channel, 1)).await;
-        subs.push(sub);
-    }
-    subs
-}
 
 async fn publish(publisher: &mut Raw, channel: &str, payload: &str) {
     publisher
@@ -45,14 +35,6 @@ async fn expect_messages(subs: &mut [Raw], channel: &str, payloads: &[&str]) {
     }
 }
 
-fn timeouts(server: &TestServer) -> u64 {
-    server
-        .shared
-        .stats
-        .held_publish_timeouts
-        .load(Ordering::Relaxed)
-}
-
 fn held(server: &TestServer) -> u64 {
     server
         .shared
@@ -61,12 +43,20 @@ fn held(server: &TestServer) -> u64 {
         .load(Ordering::Relaxed)
 }
 
+fn timeouts(server: &TestServer) -> u64 {
+    server
+        .shared
+        .stats
+        .held_publish_timeouts
+        .load(Ordering::Relaxed)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn held_deliveries_all_arrive_in_order() {
     // Safe here: this binary's only test, before any server thread exists.
     std::env::set_var("HERALD_CORK", "always");
     let server = TestServer::start().await;
-    let mut subs = subscribers(&server, "news").await;
+    let mut subs = server.subscribers("news", SUBSCRIBERS).await;
     let mut publisher = server.client().await;
 
     // Held, and released by the time bound: no other request comes.
@@ -133,6 +123,26 @@ async fn held_deliveries_all_arrive_in_order() {
         }
         expect_messages(&mut subs, "news", &[ending]).await;
     }
+
+    // A publisher paused for its own unread output (a 20 MB reply it does not read)
+    // right after a held batch: what it held still goes out.
+    let mut setter = server.client().await;
+    setter
+        .cmd(&[b"SET", b"big", &vec![b'v'; 20 * 1024 * 1024]])
+        .await;
+    setter.expect(b"+OK\r\n").await;
+    let mut not_reading = server.client().await;
+    let before = held(&server);
+    not_reading
+        .send(b"*2\r\n$3\r\nGET\r\n$3\r\nbig\r\n*3\r\n$7\r\nPUBLISH\r\n$4\r\nnews\r\n$6\r\npaused\r\n")
+        .await;
+    expect_messages(&mut subs, "news", &["paused"]).await;
+    assert_eq!(
+        held(&server),
+        before + 1,
+        "the paused publisher's batch was not held"
+    );
+    drop(not_reading);
 
     // Nothing more than was published, and the counter is in INFO.
     for sub in &mut subs {

@@ -9,23 +9,12 @@ mod common;
 
 use std::time::Duration;
 
-use common::{confirm, message, Raw, TestServer};
+use common::{message, TestServer};
 
 const SUBSCRIBERS: usize = 400;
 const MESSAGES: usize = 20;
 /// Bound for the whole exchange once everyone is subscribed.
 const DEADLINE: Duration = Duration::from_secs(30);
-
-async fn subscribers(server: &TestServer, channel: &str, n: usize) -> Vec<Raw> {
-    let mut subs = Vec::with_capacity(n);
-    for _ in 0..n {
-        let mut sub = server.client().await;
-        sub.cmd(&[b"SUBSCRIBE", channel.as_bytes()]).await;
-        sub.expect(&confirm('*', "subscribe", channel, 1)).await;
-        subs.push(sub);
-    }
-    subs
-}
 
 fn payload(seq: usize) -> String {
     format!("message-{seq:04}")
@@ -34,7 +23,7 @@ fn payload(seq: usize) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_publish_at_a_time_reaches_every_subscriber_exactly_once_in_order() {
     let server = TestServer::start().await;
-    let subs = subscribers(&server, "wide", SUBSCRIBERS).await;
+    let subs = server.subscribers("wide", SUBSCRIBERS).await;
     let mut publisher = server.client().await;
     publisher.cmd(&[b"PUBSUB", b"NUMSUB", b"wide"]).await;
     publisher
@@ -78,7 +67,7 @@ async fn subscribers_leaving_during_a_large_fan_out_do_not_disturb_the_others() 
     // Half the subscribers close their sockets while messages are being fanned out to
     // them; the rest still get everything in order and the server forgets the leavers.
     let server = TestServer::start().await;
-    let mut subs = subscribers(&server, "churn", SUBSCRIBERS / 2).await;
+    let mut subs = server.subscribers("churn", SUBSCRIBERS / 2).await;
     let leavers = subs.split_off(SUBSCRIBERS / 4);
     let mut publisher = server.client().await;
     let exchange = async {

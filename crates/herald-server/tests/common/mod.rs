@@ -66,6 +66,18 @@ impl TestServer {
         Some(server)
     }
 
+    /// `n` raw clients, each subscribed to `channel` (confirmed) before this returns.
+    pub async fn subscribers(&self, channel: &str, n: usize) -> Vec<Raw> {
+        let mut subs = Vec::with_capacity(n);
+        for _ in 0..n {
+            let mut sub = self.client().await;
+            sub.cmd(&[b"SUBSCRIBE", channel.as_bytes()]).await;
+            sub.expect(&confirm('*', "subscribe", channel, 1)).await;
+            subs.push(sub);
+        }
+        subs
+    }
+
     pub async fn client(&self) -> Raw {
         Raw::connect(self.addr).await
     }
